@@ -1,0 +1,42 @@
+# g2d: every target works from a fresh clone on Debian 12 as root, and is quick when run again.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.g2d-installed
+
+.PHONY: setup demo test test-unit test-lab test-flows test-e2e bench lint clean
+
+setup: $(STAMP)
+	@bash ci/setup-debian.sh
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "g2d needs Python >= 3.11, found " + sys.version'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# The main job: until the pipeline exists, a real check of this host.
+demo: setup
+	$(VENV)/bin/g2d doctor
+
+test: setup
+	$(PY) -m pytest tests
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+test-lab: setup
+	$(PY) -m pytest tests/lab
+test-flows: setup
+	$(PY) -m pytest tests/flows
+test-e2e: setup
+	$(PY) -m pytest tests/e2e
+
+bench: setup
+	$(PY) -m bench
+
+lint: setup
+	$(VENV)/bin/ruff check g2d tests bench
+	$(VENV)/bin/ruff format --check g2d tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache
