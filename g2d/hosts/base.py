@@ -21,7 +21,7 @@ Argv = Sequence[str | os.PathLike[str]]
 
 
 def env_prefix(env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None) -> list[str]:
-    """``env [-C dir] K=V ...`` for hosts that cannot set env or cwd themselves."""
+    """``env [-C dir] -- K=V ...`` for hosts that cannot set env or cwd themselves."""
     if not env and cwd is None:
         return []
     bad = [k for k in env or {} if not k or "=" in k]
@@ -30,8 +30,8 @@ def env_prefix(env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None
     return [
         "env",
         *(["-C", os.fspath(cwd)] if cwd is not None else []),
+        "--",  # options end here; env takes NAME=VALUE words until the command
         *(f"{k}={v}" for k, v in (env or {}).items()),
-        "--",
     ]
 
 

@@ -8,7 +8,6 @@ nothing on the data path and stays readable until the process is reaped.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import selectors
@@ -25,6 +24,7 @@ from g2d.hosts.output import OutputCollector
 from g2d.hosts.runner import (
     DEFAULT_KEEP,
     KILL_GRACE,
+    WAKE_EVERY,
     Completed,
     Logger,
     child_env,
@@ -33,8 +33,6 @@ from g2d.hosts.runner import (
 
 log = logging.getLogger("g2d.cmd")
 
-_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, missing from Python < 3.10 on some builds
-PIPE_SIZE = 0  # 0: keep the kernel default (64 KiB); larger measured slower for cat|cat
 PROGRESS_EVERY = 2.0  # seconds between progress lines
 
 
@@ -92,14 +90,8 @@ def human_bytes(n: float) -> str:
 
 
 def _make_pipe() -> tuple[int, int]:
-    r, w = os.pipe2(os.O_CLOEXEC)
-    if not PIPE_SIZE:
-        return r, w
-    try:
-        fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # capped by /proc/sys/fs/pipe-max-size for non-root; the default still works
-    return r, w
+    # The kernel's default pipe size: 1 MiB pipes measured slower for cat | cat here.
+    return os.pipe2(os.O_CLOEXEC)
 
 
 def written_bytes(pid: int) -> int | None:
@@ -188,9 +180,7 @@ def run_pipeline(
         for fd in to_close:
             os.close(fd)
         to_close = []
-        result = _wait_all(
-            stages, procs, count, started, timeout, keep, logger, on_progress, grace
-        )
+        result = _wait_all(stages, procs, count, started, timeout, keep, logger, on_progress, grace)
     except BaseException:
         for proc in procs:
             kill_group(proc, grace)
@@ -257,10 +247,10 @@ def _wait_all(
             if count and now >= next_report:
                 _report(written_bytes(procs[0].pid) or 0, now - started, logger, on_progress)
                 next_report = now + PROGRESS_EVERY
-            wait = next_report - now if count else None
+            wait = min(next_report - now, WAKE_EVERY) if count else WAKE_EVERY
             if deadline is not None:
-                wait = min(wait if wait is not None else deadline - now, deadline - now)
-            for key, _ in sel.select(wait):
+                wait = min(wait, deadline - now)
+            for key, _ in sel.select(max(wait, 0)):
                 data = os.read(key.fd, 1 << 16)
                 if data:
                     key.data.feed(data)
@@ -277,11 +267,9 @@ def _wait_all(
                 total = written_bytes(proc.pid)
                 if timed_out:
                     break
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-            try:
-                proc.wait(remaining)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+            timed_out = not _wait_unreaped(proc.pid, deadline)
+            if not timed_out:
+                proc.wait()
     finally:
         sel.close()
     if timed_out:
@@ -312,7 +300,7 @@ def _wait_all(
 
 def _wait_unreaped(pid: int, deadline: float | None) -> bool:
     """Wait until ``pid`` has exited, leaving it a zombie; False if the deadline passed."""
-    delay = 0.0005
+    delay = 0.0005  # doubles up to WAKE_EVERY: quick for short stages, cheap for long ones
     while True:
         info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
         if info is not None:
@@ -320,7 +308,7 @@ def _wait_unreaped(pid: int, deadline: float | None) -> bool:
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, WAKE_EVERY / 10)
 
 
 def _report(count: int, elapsed: float, logger: Logger, on_progress: ProgressFn | None) -> None:

@@ -7,6 +7,7 @@ KeyboardInterrupt lands here and the whole process group is killed before it pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -26,6 +27,9 @@ log = logging.getLogger("g2d.cmd")
 
 DEFAULT_KEEP = 64 * 1024 * 1024  # bytes of stdout kept for the caller to parse
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+# Longest blocking wait. Exceptions injected into a thread (Prefect's timeouts and
+# cancellation on worker threads, _thread.interrupt_main) land only between bytecodes.
+WAKE_EVERY = 0.5
 _CHUNK = 1 << 16
 
 Logger = logging.Logger | logging.LoggerAdapter
@@ -89,10 +93,8 @@ def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
         if proc.returncode is not None and not group_members(pgid):
             return
         time.sleep(0.02)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
     # members that were not our children are reaped by init; wait until they are gone
     deadline = time.monotonic() + grace
@@ -236,10 +238,10 @@ def _pump(
             proc.stdin.close()
     try:
         while sel.get_map():
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
+            wait = WAKE_EVERY if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
                 return True
-            for key, _ in sel.select(wait):
+            for key, _ in sel.select(min(wait, WAKE_EVERY)):
                 fd = key.fd
                 if key.events & selectors.EVENT_WRITE:
                     assert view is not None and proc.stdin is not None
@@ -262,9 +264,12 @@ def _pump(
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
-    wait = None if deadline is None else max(deadline - time.monotonic(), 0)
-    try:
-        proc.wait(wait)
-    except subprocess.TimeoutExpired:
-        return True
-    return False
+    while True:
+        wait = WAKE_EVERY if deadline is None else deadline - time.monotonic()
+        if wait <= 0:
+            return True
+        try:
+            proc.wait(min(wait, WAKE_EVERY))
+            return False
+        except subprocess.TimeoutExpired:
+            continue
