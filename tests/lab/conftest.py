@@ -1,0 +1,118 @@
+"""Fixtures that start real lab components and stop them.
+
+A component that cannot exist on this machine skips the test and names the component; under
+`CI=true` (where every component is installed) it fails the test instead. `start_or_skip` is
+the one place that rule lives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from g2d.lab.daemons import HttpServer, RsyncDaemon, start_http_server, start_rsync_daemon
+from g2d.lab.errors import ComponentUnavailable
+from g2d.lab.loopdev import FsType, LoopMount, mount_loop
+from g2d.lab.process import pid_alive
+from g2d.lab.sshd import SshServer, start_sshd
+from g2d.lab.zfs_fuse import ZfsFuse, ZfsPool, create_pool, ensure_zfs_fuse
+
+T = TypeVar("T")
+
+
+def start_or_skip(component: str, start: Callable[[], T]) -> T:
+    """Run a starter; if its component cannot exist here, skip (or fail under CI=true)."""
+    try:
+        return start()
+    except ComponentUnavailable as exc:
+        why = exc.reason if exc.component == component else str(exc)
+        reason = f"{component} cannot start: {why}" + (f" ({exc.hint})" if exc.hint else "")
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def start_component() -> Callable[[str, Callable[[], Any]], Any]:
+    """`start_or_skip` for tests that drive a component's teardown themselves."""
+    return start_or_skip
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    server = start_or_skip("sshd", lambda: start_sshd(tmp_path_factory.mktemp("sshd")))
+    with server:
+        yield server
+    assert not pid_alive(server.pid), f"sshd {server.pid} survived its stop"
+
+
+@pytest.fixture(scope="session")
+def zfs_fuse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZfsFuse]:
+    daemon = start_or_skip("zfs-fuse", lambda: ensure_zfs_fuse(tmp_path_factory.mktemp("zfs-fuse")))
+    yield daemon
+    # stops only a daemon this session started, and only once no pool is left on it
+    if daemon.stop():
+        assert not pid_alive(daemon.pid), f"zfs-fuse {daemon.pid} survived its stop"
+
+
+@pytest.fixture
+def zfs_pool(zfs_fuse: ZfsFuse, tmp_path: Path) -> Iterator[ZfsPool]:
+    """A fresh pool on one sparse file, its root dataset mounted at tmp_path/zfs-mnt."""
+    pool = start_or_skip(
+        "zfs pool",
+        lambda: create_pool(tmp_path / "zfs-vdevs", mountpoint=tmp_path / "zfs-mnt"),
+    )
+    with pool:
+        yield pool
+
+
+def _loop_mount(fstype: FsType, tmp_path: Path) -> Iterator[LoopMount]:
+    mounted = start_or_skip(
+        f"{fstype} on a loop device", lambda: mount_loop(tmp_path / f"{fstype}-loop", fstype)
+    )
+    with mounted:
+        yield mounted
+
+
+@pytest.fixture
+def btrfs_mount(tmp_path: Path) -> Iterator[LoopMount]:
+    yield from _loop_mount(FsType.btrfs, tmp_path)
+
+
+@pytest.fixture
+def ext4_mount(tmp_path: Path) -> Iterator[LoopMount]:
+    yield from _loop_mount(FsType.ext4, tmp_path)
+
+
+@pytest.fixture
+def xfs_mount(tmp_path: Path) -> Iterator[LoopMount]:
+    yield from _loop_mount(FsType.xfs, tmp_path)
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[HttpServer]:
+    """An http server on 127.0.0.1 serving the (empty) directory `http_server.root`."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = start_or_skip(
+        "http server", lambda: start_http_server(root, state_dir=tmp_path / "httpd-state")
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path: Path) -> Iterator[RsyncDaemon]:
+    """An rsync daemon on 127.0.0.1 with empty modules `gentoo-portage` and `distfiles`."""
+    modules = {"gentoo-portage": tmp_path / "gentoo-portage", "distfiles": tmp_path / "distfiles"}
+    for path in modules.values():
+        path.mkdir()
+    server = start_or_skip(
+        "rsync daemon", lambda: start_rsync_daemon(modules, state_dir=tmp_path / "rsyncd-state")
+    )
+    with server:
+        yield server
