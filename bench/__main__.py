@@ -31,7 +31,10 @@ def main(argv: list[str]) -> int:
     print(HEADER)
     for name in modules(argv):
         module = importlib.import_module(f"bench.bench_{name}")
-        for c in module.main():
+        found = module.main()
+        # a module may return its comparisons, or a dict of numbers holding them
+        items = found["comparisons"] if isinstance(found, dict) else found
+        for c in items:
             if isinstance(c, Comparison):
                 results.append(c)
                 print(c.row(), flush=True)

@@ -62,7 +62,7 @@ class Stage:
 @dataclass(frozen=True)
 class PipelineResult:
     stages: tuple[Completed, ...]
-    bytes: int | None  # bytes that left the first stage; None when not counted
+    nbytes: int | None  # bytes the first stage wrote; None when not counted
     duration: float
     out: bytes = field(repr=False, default=b"")
 
@@ -73,9 +73,9 @@ class PipelineResult:
     @property
     def rate(self) -> float | None:
         """Bytes per second through the first link."""
-        if self.bytes is None or self.duration <= 0:
+        if self.nbytes is None or self.duration <= 0:
             return None
-        return self.bytes / self.duration
+        return self.nbytes / self.duration
 
 
 ProgressFn = Callable[[int, float], None]  # (bytes so far, bytes per second)

@@ -193,7 +193,7 @@ def test_pipeline_moves_bytes_intact_across_stages(tmp_path: Path) -> None:
         on_progress=lambda n, rate: seen.append(n),
     )
     assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(blob).digest()
-    assert r.bytes == len(blob)
+    assert r.nbytes == len(blob)
     assert seen[-1] == len(blob)
     assert [c.returncode for c in r.stages] == [0, 0, 0]
 
