@@ -1,0 +1,136 @@
+"""A plan is data: ordered steps, each the exact commands per host and why.
+
+Every mutating operation of g2d first becomes a ``Plan``. ``--dry-run`` prints it; applying
+it runs the same commands verbatim. A step may carry ``done_if``: a read-only command that
+exits 0 when the step's effect is already there, so running the same plan again after a
+crash skips what was finished and completes the rest.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One argv on one host (by name; the executor maps names to hosts)."""
+
+    host: str
+    argv: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.argv or not all(isinstance(a, str) for a in self.argv):
+            raise ValueError(f"a command needs a non-empty argv of strings, not {self.argv!r}")
+
+    @classmethod
+    def of(cls, host: str, argv: Iterable[str]) -> Command:
+        return cls(host, tuple(argv))
+
+    def __str__(self) -> str:
+        return f"{self.host}: {shlex.join(self.argv)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Commands run as one pipeline (a single command is a pipeline of one), and why.
+
+    ``done_if`` exits 0 when the effect is already present (the step is then skipped);
+    ``undo`` reverses the step where that is possible, for rolling back a failed plan.
+    """
+
+    why: str
+    pipeline: tuple[Command, ...]
+    done_if: Command | None = None
+    undo: tuple[Command, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.pipeline:
+            raise ValueError(f"step {self.why!r} has no command")
+
+    @classmethod
+    def run(
+        cls,
+        host: str,
+        argv: Iterable[str],
+        why: str,
+        *,
+        done_if: Iterable[str] | None = None,
+        undo: Iterable[str] | None = None,
+    ) -> Step:
+        """A step of one command on one host."""
+        return cls(
+            why,
+            (Command.of(host, argv),),
+            Command.of(host, done_if) if done_if is not None else None,
+            (Command.of(host, undo),) if undo is not None else (),
+        )
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        return frozenset(c.host for c in self.pipeline)
+
+    def __str__(self) -> str:
+        text = " | ".join(str(c) for c in self.pipeline)
+        return f"{text}  # {self.why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an operation will do, in order; printable, comparable, serialisable."""
+
+    title: str
+    steps: tuple[Step, ...] = field(default=())
+
+    def __add__(self, other: Plan) -> Plan:
+        return Plan(self.title, self.steps + other.steps)
+
+    def then(self, *steps: Step) -> Plan:
+        return Plan(self.title, self.steps + steps)
+
+    @classmethod
+    def of(cls, title: str, steps: Sequence[Step]) -> Plan:
+        return cls(title, tuple(steps))
+
+    def render(self) -> str:
+        lines = [f"plan: {self.title}"]
+        lines += [f"  {i}. {step}" for i, step in enumerate(self.steps, 1)]
+        if not self.steps:
+            lines.append("  (nothing to do)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "steps": [
+                {
+                    "why": s.why,
+                    "pipeline": [{"host": c.host, "argv": list(c.argv)} for c in s.pipeline],
+                    "done_if": (
+                        {"host": s.done_if.host, "argv": list(s.done_if.argv)}
+                        if s.done_if
+                        else None
+                    ),
+                    "undo": [{"host": c.host, "argv": list(c.argv)} for c in s.undo],
+                }
+                for s in self.steps
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Plan:
+        def cmd(d: dict[str, object]) -> Command:
+            return Command(str(d["host"]), tuple(str(a) for a in d["argv"]))  # type: ignore[attr-defined]
+
+        steps = []
+        for s in data["steps"]:  # type: ignore[attr-defined]
+            steps.append(
+                Step(
+                    s["why"],
+                    tuple(cmd(c) for c in s["pipeline"]),
+                    cmd(s["done_if"]) if s["done_if"] else None,
+                    tuple(cmd(c) for c in s["undo"]),
+                )
+            )
+        return cls(str(data["title"]), tuple(steps))
