@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from g2d.core.errors import CommandFailed, CommandNotFound, CommandTimeout, G2dError
+from g2d.core.errors import G2dError
+from g2d.hosts.local import LocalHost
+from g2d.hosts.runner import Completed
 from g2d.lab.errors import ComponentUnavailable
 
 HOST = "127.0.0.1"  # the lab never listens on, or talks to, any other address
@@ -46,29 +48,11 @@ def find_program(name: str, *, component: str, package: str) -> str:
     return path
 
 
-def run(
-    argv: Sequence[Arg], *, input: str | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion; a non-zero exit raises CommandFailed."""
-    args = [os.fspath(a) for a in argv]
-    try:
-        proc = subprocess.run(
-            args,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise CommandNotFound("localhost", args[0]) from None
-    except subprocess.TimeoutExpired as exc:
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-        raise CommandTimeout("localhost", args, timeout, tail(err)) from None
-    if proc.returncode != 0:
-        raise CommandFailed("localhost", args, proc.returncode, tail(proc.stderr or proc.stdout))
-    return proc
+def run(argv: Sequence[Arg], *, input: str | None = None, timeout: float = 120.0) -> Completed:
+    """Run a short command through g2d's runner; a non-zero exit raises CommandFailed."""
+    return LocalHost().run(
+        argv, stdin=input.encode() if input is not None else None, timeout=timeout
+    )
 
 
 def free_port() -> int:
