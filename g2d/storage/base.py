@@ -3,8 +3,10 @@
 A *volume* is a ZFS dataset, a btrfs subvolume or a plain directory; it is named by a
 dataset name (``pool/sys/g1``) on ZFS and by an absolute path (``/srv/sys/g1``) on btrfs
 and plain. A snapshot is ``SnapRef(volume, name)``, printed ``volume@name`` everywhere.
-On btrfs and plain, the snapshots of ``<dir>/<vol>`` live in ``<dir>/.g2d-snap/<vol>@<name>``
-(read-only subvolumes on btrfs, reflinked or copied directories on plain).
+On btrfs and plain, the snapshots of ``<dir>/<vol>`` live under ``<dir>/.g2d-snap/``: a
+reflinked or copied directory ``<vol>@<name>`` on plain; on btrfs a read-only subvolume
+``<vol>@<name>/<name>`` inside a plain directory of its own, because the kernel refuses to
+move a read-only subvolume to another directory (rename, promote and receive move the home).
 
 Metadata keys are ``g2d:<name>`` (lowercase ``[a-z0-9_.-]``): ZFS user properties as they
 are; ``user.g2d.<name>`` xattrs on the volume's top directory on btrfs and plain, so they
@@ -248,7 +250,7 @@ class Backend(ABC):
     @abstractmethod
     def receive_stage(self, name: str, *, force: bool = False) -> Stage:
         """A pipeline stage reading a stream into ``name``; never over an existing volume
-        unless ``force``."""
+        unless ``force``, except an incremental stream into the replica it continues."""
 
     @abstractmethod
     def finish_receive(self, name: str, sent: SnapshotInfo) -> SnapshotInfo:
