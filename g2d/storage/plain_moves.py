@@ -27,15 +27,13 @@ def destroy_plan(backend: PlainBackend, target: str | SnapRef, *, force: bool = 
         snaps = backend.read.snapshots(target)
         direct = [str(i.ref) for i in snaps] + [c for i in snaps for c in i.clones]
         direct += [f"hold {t} on {i.ref}" for i in snaps for t in sorted(i.holds)]
-    held = [d for d in direct if d.startswith("hold ")]
-    hint = "release the holds first; force does not override a hold" if held else None
     if direct and not force:
-        raise HasDependents(str(target), direct, hint=hint)
+        raise HasDependents(str(target), direct)
     doomed: list[SnapRef | str] = []
-    holds: list[str] = []
+    holds: list[tuple[SnapRef, str]] = []
     _collect(backend, target, doomed, holds, set())
-    if holds:
-        raise HasDependents(str(target), holds, hint=hint or "release the holds first")
+    # asked to destroy (force): holds are released first, as the plan shows
+    releases = [step for ref, tag in holds for step in backend.release_plan(ref, tag).steps]
     s = Steps(backend.host.name)
     for item in doomed:
         if isinstance(item, SnapRef):
@@ -45,14 +43,15 @@ def destroy_plan(backend: PlainBackend, target: str | SnapRef, *, force: bool = 
             vp = VolPath(item)
             s.snapdir(vp)
             s.discard(item, vp.work("trash"), f"volume {item}")
-    return Plan.of(f"destroy {target}" + (" and its dependents" if force else ""), s.steps)
+    title = f"destroy {target}" + (" and its dependents" if force else "")
+    return Plan.of(title, [*releases, *s.steps])
 
 
 def _collect(
     backend: PlainBackend,
     target: str | SnapRef,
     doomed: list[SnapRef | str],
-    held: list[str],
+    held: list[tuple[SnapRef, str]],
     seen: set[str],
 ) -> None:
     """Everything destroying ``target`` takes, dependents first."""
@@ -63,7 +62,7 @@ def _collect(
     for info in infos:
         for clone in info.clones:
             _collect(backend, clone, doomed, held, seen)
-        held += [f"hold {t} on {info.ref}" for t in sorted(info.holds)]
+        held += [(info.ref, t) for t in sorted(info.holds)]
         doomed.append(info.ref)
     if not isinstance(target, SnapRef):
         doomed.append(target)

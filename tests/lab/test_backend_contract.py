@@ -233,6 +233,18 @@ def test_a_held_snapshot_cannot_be_destroyed_until_released(env: Env) -> None:
     assert env.backend.snapshots(g1) == []
 
 
+def test_force_releases_holds_then_destroys(env: Env) -> None:
+    """Held snapshots are refused unless asked; asked, the plan releases, then destroys."""
+    g1 = env.vol("g1")
+    env.apply(env.backend.create_plan(g1))
+    env.apply(env.backend.snapshot_plan([g1], "s1"))
+    env.apply(env.backend.hold_plan(SnapRef(g1, "s1"), "g2d-sealed"))
+    with pytest.raises(HasDependents):
+        env.backend.destroy_plan(g1)
+    env.apply(env.backend.destroy_plan(g1, force=True))
+    assert not env.backend.exists(g1)
+
+
 def test_metadata_set_and_removed_on_volumes_and_snapshots(env: Env) -> None:
     g1 = env.vol("g1")
     ref = SnapRef(g1, "s1")

@@ -426,15 +426,19 @@ def test_a_plan_applied_again_after_a_crash_at_any_step_finishes(xfs: Place, set
 # --- refusals ---------------------------------------------------------------------------------
 
 
-def test_a_hold_is_not_overridden_by_force(xfs: Place) -> None:
+def test_a_hold_is_refused_unless_forced_and_then_released_first(xfs: Place) -> None:
     g1 = xfs.make("g1")
     ref = xfs.snap(g1, "s1")
     xfs.backend.apply(xfs.backend.hold_plan(ref, "g2d-sealed"))
     with pytest.raises(HasDependents) as info:
-        xfs.backend.destroy_plan(g1, force=True)
-    assert str(info.value) == f"{g1} has dependents: hold g2d-sealed on {g1}@s1"
-    assert info.value.hint == "release the holds first; force does not override a hold"
+        xfs.backend.destroy_plan(g1)
+    assert str(info.value) == f"{g1} has dependents: {g1}@s1, hold g2d-sealed on {g1}@s1"
     assert [s.ref for s in xfs.backend.snapshots(g1)] == [ref]
+    plan = xfs.backend.destroy_plan(g1, force=True)
+    release = xfs.backend.release_plan(ref, "g2d-sealed").steps
+    assert plan.steps[: len(release)] == release  # the plan shows the release first
+    xfs.backend.apply(plan)
+    assert not xfs.backend.exists(g1)
 
 
 def test_bad_requests_are_refused_and_change_nothing(xfs: Place) -> None:
