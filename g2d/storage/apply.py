@@ -55,6 +55,17 @@ def _write_journal(journal: Path, plan: Plan, done: list[int], state: str) -> No
     os.replace(tmp, journal)
 
 
+def journaled_done(journal: Path, plan: Plan) -> list[int]:
+    """Steps an earlier, unfinished run of this same plan recorded as done."""
+    try:
+        data = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        return []
+    if data.get("state") != "running" or data.get("plan") != plan.to_json():
+        return []
+    return [int(i) for i in data.get("done", [])]
+
+
 def apply_plan(
     plan: Plan,
     hosts: Mapping[str, Host],
@@ -65,10 +76,13 @@ def apply_plan(
     """Run every step in order; return the indexes of the steps that ran (not skipped)."""
     logger = logger or log
     ran: list[int] = []
-    done: list[int] = []
+    done: list[int] = journaled_done(journal, plan) if journal else []
     if journal:
         _write_journal(journal, plan, done, "running")
     for i, step in enumerate(plan.steps):
+        if i in done:
+            logger.info("step %d/%d done before (journal): %s", i + 1, len(plan.steps), step.why)
+            continue
         if is_done(step, hosts):
             logger.info("step %d/%d already done: %s", i + 1, len(plan.steps), step.why)
         else:
