@@ -48,11 +48,16 @@ def find_program(name: str, *, component: str, package: str) -> str:
     return path
 
 
-def run(argv: Sequence[Arg], *, input: str | None = None, timeout: float = 120.0) -> Completed:
+def run(
+    argv: Sequence[Arg],
+    *,
+    input: str | None = None,
+    timeout: float = 120.0,
+    check: bool = True,
+) -> Completed:
     """Run a short command through g2d's runner; a non-zero exit raises CommandFailed."""
-    return LocalHost().run(
-        argv, stdin=input.encode() if input is not None else None, timeout=timeout
-    )
+    stdin = input.encode() if input is not None else None
+    return LocalHost().run(argv, stdin=stdin, timeout=timeout, check=check)
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ MIN_VDEV_MIB = 64  # zfs-fuse: "one or more devices is less than the minimum siz
 _NOT_RUNNING = "make sure that the zfs-fuse daemon is running"
 _POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 _STOP_GRACE = 15.0  # zfs-fuse takes a few seconds to unmount and exit on TERM
-_BUSY_RETRY = 10.0
+_BUSY_RETRY = 30.0
 
 
 def _zpool() -> str:
@@ -151,17 +151,26 @@ class ZfsPool:
 
 
 def _destroy_pool(zpool: str, name: str, *, busy_for: float = _BUSY_RETRY) -> None:
+    # zfs-fuse lets go of a dataset late after it was mounted or written: "pool is busy"
+    # can last from a moment to minutes under load. Unmount everything first, retry the
+    # destroy, and if it stays busy export the pool by force (measured to work at once),
+    # so the daemon never keeps a pool whose files are about to be deleted.
+    zfs = str(Path(zpool).with_name("zfs"))
+    listed = run([zfs, "list", "-H", "-o", "name", "-r", name], timeout=120, check=False)
+    for dataset in reversed(listed.lines()):  # children before parents
+        run([zfs, "unmount", "-f", dataset], timeout=120, check=False)
     deadline = time.monotonic() + busy_for
     while True:
         try:
             run([zpool, "destroy", "-f", name], timeout=120)
             break
         except CommandFailed as exc:
-            # zfs-fuse: right after a dataset was mounted or written, the first destroy often
-            # fails "pool is busy" while FUSE finishes unmounting; a moment later it succeeds
-            if "pool is busy" not in exc.tail or time.monotonic() > deadline:
+            if "pool is busy" not in exc.tail:
                 raise
-            time.sleep(0.1)
+            if time.monotonic() > deadline:
+                run([zpool, "export", "-f", name], timeout=120)
+                break
+            time.sleep(0.2)
     if name in pool_names():
         raise G2dError(f"zpool {name} is still imported after 'zpool destroy'")
 
