@@ -31,8 +31,7 @@ lineage_app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-# listed in `g2d --help` once tests/unit/test_cli.py's WORKING_VERBS names it
-app.add_typer(lineage_app, name="lineage", hidden=True)
+app.add_typer(lineage_app, name="lineage")
 
 TargetArg = Annotated[str, typer.Argument(help="zfs://pool/sys/g1, /srv/sys/g2, btrfs://...")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
