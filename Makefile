@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-# The main job: until the pipeline exists, a real check of this host.
+# The main job, until the flows land: check this host, build the offline lab (cached after
+# the first run), serve it on 127.0.0.1, check it with the formats' own tools, stop it.
 demo: setup
 	$(VENV)/bin/g2d doctor
+	$(VENV)/bin/g2d lab build
+	$(VENV)/bin/g2d lab up
+	$(VENV)/bin/g2d lab status || { $(VENV)/bin/g2d lab down; exit 1; }
+	$(VENV)/bin/g2d lab down
 
 test: setup
 	$(PY) -m pytest tests
