@@ -304,9 +304,7 @@ def test_full_and_incremental_send_receive(env: Env) -> None:
     env.write(g1, "b", b"second\n")
     env.apply(env.backend.snapshot_plan([g1], "s2"))
     s2 = env.backend.snapshot(SnapRef(g1, "s2"))
-    run_pipeline(
-        [env.backend.send_stage(s2.ref, base=s1.ref), env.backend.receive_stage(copy)]
-    )
+    run_pipeline([env.backend.send_stage(s2.ref, base=s1.ref), env.backend.receive_stage(copy)])
     env.backend.finish_receive(copy, s2)
     assert [s.ref.name for s in env.backend.snapshots(copy)] == ["s1", "s2"]
     assert env.read(copy, "b") == b"second\n"
