@@ -100,6 +100,20 @@ def process_table() -> dict[int, ProcInfo]:
     return table
 
 
+def processes_with(token: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds ``token``: how tests prove that
+    nothing they started survived, from the process table rather than from g2d's own view."""
+    found = []
+    for pid in process_table():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline and pid_alive(pid):
+            found.append(pid)
+    return found
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:

@@ -19,25 +19,10 @@ from g2d.core.errors import CommandFailed, CommandNotFound, CommandTimeout
 from g2d.hosts.local import LocalHost
 from g2d.hosts.pipeline import Stage, run_pipeline
 from g2d.hosts.runner import run_process
+from g2d.lab.process import processes_with
 
 NASTY = "a b;c|d&e$(f)`g`'h\"i\\j*k?~l #m"
 local = LocalHost()
-
-
-def processes_with(token: str) -> list[int]:
-    """Live processes whose command line contains ``token``: the process table, not our view."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if token.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def unique_sleep() -> tuple[str, str]:

@@ -26,27 +26,11 @@ from g2d.hosts.ssh import (
     parse_destination,
     parse_public_key,
 )
-from g2d.lab.process import free_port, group_members
+from g2d.lab.process import free_port, group_members, processes_with
 from g2d.lab.sshd import SshServer
 
 NASTY = "a b;c|d&e$(f)`g`'h\"i\\j*k?~l #m"
 local = LocalHost()
-
-
-def processes_with(token: str) -> list[int]:
-    """Live (not zombie) processes whose command line holds ``token``."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = Path(entry.path, "cmdline").read_bytes()
-            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if token.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def unique_sleep() -> str:
