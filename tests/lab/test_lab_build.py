@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from g2d.cli import LAB_BUILDERS
 from g2d.lab.build import (
     BuildReport,
     LabBusy,
@@ -58,8 +57,19 @@ def lab(tmp_path: Path) -> Iterator[LabLayout]:
     stop_gpg_agent(layout.gnupg)  # a test that signs with gpg itself starts one
 
 
-def test_step_table_and_cli_agree_on_the_builders() -> None:
-    assert sorted({s.module for s in LAB_STEPS}) == sorted(LAB_BUILDERS)
+def test_every_builder_has_a_step() -> None:
+    builders = [
+        "g2d.lab.binhost",
+        "g2d.lab.distfiles",
+        "g2d.lab.kernel",
+        "g2d.lab.keys",
+        "g2d.lab.packagesets",
+        "g2d.lab.releases",
+        "g2d.lab.repo",
+        "g2d.lab.snapshots",
+        "g2d.lab.stage3",
+    ]
+    assert sorted({s.module for s in LAB_STEPS}) == builders
 
 
 def test_a_second_build_is_all_cached_and_fast(lab: LabLayout) -> None:

@@ -1,0 +1,88 @@
+"""``g2d lab``: build the offline Gentoo lab, serve it on 127.0.0.1, check it, stop it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from g2d.cli import G2dGroup, app
+
+lab_app = typer.Typer(
+    cls=G2dGroup,
+    help="The offline Gentoo lab: build it, serve it on 127.0.0.1, check it.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab_app, name="lab")
+
+
+def _echo_err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@lab_app.command("build")
+def lab_build(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild every step.")] = False,
+    step: Annotated[
+        list[str] | None,
+        typer.Option("--step", help="Build only this step and what it needs (repeatable)."),
+    ] = None,
+) -> None:
+    """Build the lab: keys, repository, binhost, stage3s, releases, snapshots, kernel.
+
+    Each step runs only when its inputs changed or its output was damaged.
+    """
+    from g2d.lab.build import build_lab
+    from g2d.lab.layout import LabLayout
+
+    report = build_lab(LabLayout.from_settings(), force=force, only=step, progress=_echo_err)
+    typer.echo(report.format_table(), nl=False)
+
+
+@lab_app.command("up")
+def lab_up() -> None:
+    """Serve the lab on 127.0.0.1: http, rsync, sshd and a Prefect server."""
+    from g2d.lab.layout import LabLayout
+    from g2d.lab.services import Service
+    from g2d.lab.services import lab_up as start
+
+    layout = LabLayout.from_settings()
+    state = start(layout, progress=_echo_err)
+    for s in state.services:
+        typer.echo(f"{s.name:<8} {s.url:<32} pid {s.pid}")
+    prefect = state.get(Service.prefect)
+    if prefect is not None:
+        typer.echo(f"Prefect UI: {prefect.url}")
+        typer.echo(f"export PREFECT_API_URL={state.prefect_api_url}")
+    typer.echo(f"state: {layout.state_file}")
+
+
+@lab_app.command("down")
+def lab_down() -> None:
+    """Stop exactly what `g2d lab up` started, by pid."""
+    from g2d.lab.layout import LabLayout
+    from g2d.lab.services import lab_down as stop
+
+    stopped = stop(LabLayout.from_settings())
+    if not stopped:
+        typer.echo("the lab is not up")
+    for s in stopped:
+        typer.echo(f"{s.name:<8} pid {s.pid}: {s.outcome}")
+
+
+@lab_app.command("status")
+def lab_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Check the lab: services answering, files present, signatures and digests good.
+
+    Exits 1 when something is wrong.
+    """
+    from g2d.lab import status
+    from g2d.lab.layout import LabLayout
+
+    findings = status.lab_status(LabLayout.from_settings())
+    typer.echo(status.format_json(findings) if as_json else status.format_table(findings), nl=False)
+    raise typer.Exit(0 if status.is_sound(findings) else 1)
