@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 # The main job, until the flows land: check this host, build the offline lab (cached after
 # the first run), serve it on 127.0.0.1, check it with the formats' own tools, stop it.
+demo: export G2D_LAB_DIR ?= $(CURDIR)/state/lab
 demo: setup
 	$(VENV)/bin/g2d doctor
 	$(VENV)/bin/g2d lab build

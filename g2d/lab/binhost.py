@@ -245,9 +245,24 @@ def _replace(dest: Path, new: Path) -> None:
         os.rename(new, dest)
 
 
+def _refuse_overlaid(work: Path) -> None:
+    # The build namespace lays overlays over /etc and /var (portage_ns.py). With the builder's
+    # ROOT below them, emerge's dependencies did not persist between its runs and the build
+    # failed with "--buildpkgonly requires all dependencies to be merged" (seen with a lab in
+    # /var/lib/g2d/lab); until that is fixed, say so up front instead.
+    real = work.resolve()
+    for top in ("/etc", "/var"):
+        if real.is_relative_to(top):
+            raise BinhostBuildFailed(
+                f"the binhost cannot be built under {top}: {real}",
+                hint="put the lab elsewhere, e.g. G2D_LAB_DIR=/srv/g2d-lab (make demo: ./state/lab)",
+            )
+
+
 def build_binhost(repo: Path, dest: Path, keys: LabKeys, work: Path) -> BinhostInfo:
     """Build (or find complete) the lab binhost at `dest` from the repository at `repo`."""
     repo, dest, work = repo.absolute(), dest.absolute(), work.absolute()
+    _refuse_overlaid(work)
     work.mkdir(parents=True, exist_ok=True)
     inputs = binhost_inputs(repo, keys)
     public, verify_home = _verify_keyring(keys, work)

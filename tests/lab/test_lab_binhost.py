@@ -20,6 +20,7 @@ from g2d.hosts.pipeline import Stage, run_pipeline
 from g2d.hosts.runner import Completed
 from g2d.lab.binhost import (
     BUILDER_FILES,
+    BinhostBuildFailed,
     BinhostInfo,
     binhost_inputs,
     build_binhost,
@@ -255,3 +256,11 @@ def test_the_failing_package_fails_under_its_flag_only(lab: Lab, tmp_path: Path)
     assert " *   breakme fails on purpose when USE=broken is set" in done.lines()
     assert list(pkgdir.rglob("*.gpkg.tar")) == []
     # the binhost's own build of it (USE=-broken) is in the index: see the first test
+
+
+def test_a_work_dir_under_var_is_refused_up_front(tmp_path: Path) -> None:
+    keys = LabKeys(tmp_path / "gnupg", "0" * 40, "1" * 40)
+    with pytest.raises(BinhostBuildFailed) as info:
+        build_binhost(tmp_path / "repo", tmp_path / "binpkgs", keys, Path("/var/tmp/g2d-x/work"))
+    assert str(info.value) == "the binhost cannot be built under /var: /var/tmp/g2d-x/work"
+    assert not Path("/var/tmp/g2d-x").exists()  # refused before anything was made
