@@ -255,7 +255,7 @@ def _refuse_overlaid(work: Path) -> None:
         if real.is_relative_to(top):
             raise BinhostBuildFailed(
                 f"the binhost cannot be built under {top}: {real}",
-                hint="put the lab elsewhere, e.g. G2D_LAB_DIR=/srv/g2d-lab (make demo: ./state/lab)",
+                hint="put the lab elsewhere, e.g. G2D_LAB_DIR=/srv/g2d-lab (make demo: state/lab)",
             )
 
 
