@@ -20,7 +20,7 @@ from pathlib import Path
 
 from g2d.core.errors import G2dError
 from g2d.hosts.local import LocalHost
-from g2d.hosts.runner import Completed
+from g2d.hosts.runner import Completed, group_members
 from g2d.lab.errors import ComponentUnavailable
 
 HOST = "127.0.0.1"  # the lab never listens on, or talks to, any other address
@@ -133,10 +133,6 @@ def descendants(pid: int) -> list[int]:
         found.extend(kids)
         parents = set(kids)
     return found
-
-
-def group_members(pgrp: int) -> list[int]:
-    return [p.pid for p in process_table().values() if p.pgrp == pgrp and p.state != "Z"]
 
 
 def _signal(pid: int, sig: signal.Signals, *, group: bool = False) -> None:

@@ -19,6 +19,7 @@ import pytest
 from g2d.core.errors import CommandFailed, CommandNotFound, CommandTimeout, HostKeyRejected
 from g2d.hosts.local import LocalHost
 from g2d.hosts.pipeline import Stage, run_pipeline
+from g2d.hosts.runner import group_members
 from g2d.hosts.ssh import (
     SshConnectFailed,
     SshHost,
@@ -26,7 +27,7 @@ from g2d.hosts.ssh import (
     parse_destination,
     parse_public_key,
 )
-from g2d.lab.process import free_port, group_members, processes_with
+from g2d.lab.process import free_port, processes_with
 from g2d.lab.sshd import SshServer
 
 NASTY = "a b;c|d&e$(f)`g`'h\"i\\j*k?~l #m"
