@@ -1,4 +1,4 @@
-"""Fixtures that start real lab components and stop them.
+"""Fixtures that start real lab components and stop them, for every tier.
 
 A component that cannot exist on this machine skips the test and names the component; under
 `CI=true` (where every component is installed) it fails the test instead. `start_or_skip` is
@@ -8,20 +8,26 @@ the one place that rule lives.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from g2d.lab.build import LabBusy, build_lab
 from g2d.lab.daemons import HttpServer, RsyncDaemon, start_http_server, start_rsync_daemon
 from g2d.lab.errors import ComponentUnavailable
+from g2d.lab.layout import LabLayout
 from g2d.lab.loopdev import FsType, LoopMount, mount_loop
 from g2d.lab.process import pid_alive
 from g2d.lab.sshd import SshServer, start_sshd
 from g2d.lab.zfs_fuse import ZfsFuse, ZfsPool, create_pool, ensure_zfs_fuse
 
 T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def start_or_skip(component: str, start: Callable[[], T]) -> T:
@@ -116,3 +122,62 @@ def rsync_daemon(tmp_path: Path) -> Iterator[RsyncDaemon]:
     )
     with server:
         yield server
+
+
+# --- the whole lab, built once and kept between runs ----------------------------------------
+
+
+@dataclass(frozen=True)
+class LabMirror:
+    """The built lab's mirror tree served on 127.0.0.1, as a dom0's upstream would be."""
+
+    layout: LabLayout
+    http: HttpServer
+    rsync: RsyncDaemon
+
+    def mirrors(self) -> dict[str, list[str]]:
+        """g2d's `mirrors` setting pointing at this lab (same shape as `LabState.mirrors`)."""
+        found = {
+            part: [f"{self.http.url}{part}/"]
+            for part in ("releases", "snapshots", "distfiles", "binpkgs", "kernels")
+        }
+        found["repos"] = [self.rsync.url("gentoo-portage")]
+        return found
+
+
+@pytest.fixture(scope="session")
+def lab_world() -> LabLayout:
+    """The full lab (`g2d lab build`), in $G2D_TEST_LAB or ./state/test-lab.
+
+    Built once (about 3 minutes cold); the build's stamps make later sessions take a second.
+    Tests read it and never change it: they copy what they would modify."""
+    root = Path(os.environ.get("G2D_TEST_LAB") or REPO / "state" / "test-lab")
+    layout = LabLayout(root)
+    deadline = time.monotonic() + 900
+    while True:  # another session (or `g2d lab build`) may be building the same lab
+        try:
+            start_or_skip("the lab", lambda: build_lab(layout))
+            return layout
+        except LabBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+@pytest.fixture(scope="session")
+def lab_mirror(
+    lab_world: LabLayout, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabMirror]:
+    """http and rsync daemons serving `lab_world`'s mirror for the session (not `lab up`:
+    its state file would make parallel sessions collide)."""
+    state = tmp_path_factory.mktemp("lab-mirror")
+    http = start_or_skip(
+        "http server", lambda: start_http_server(lab_world.mirror, state_dir=state / "http")
+    )
+    with http:
+        modules = {"gentoo-portage": lab_world.gentoo_repo, "gentoo": lab_world.mirror}
+        rsync = start_or_skip(
+            "rsync daemon", lambda: start_rsync_daemon(modules, state_dir=state / "rsync")
+        )
+        with rsync:
+            yield LabMirror(lab_world, http, rsync)
