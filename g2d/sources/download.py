@@ -1,0 +1,197 @@
+"""Fetch one file: into a temporary name beside the destination, hashed (and signature-checked)
+while the bytes arrive, renamed into place only once everything matched.
+
+The temporary file is ``.<name>.part``. A transfer error keeps it, so the next attempt asks
+for the rest with Range (its bytes are read back once to feed the hashes, never fetched
+again). A verification error deletes it, so a retry cannot build on bad bytes. The
+destination name only ever holds a whole, verified file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from g2d.core.digests import FileDigests, Hasher
+from g2d.sources.errors import DigestMismatch, TransferError, Truncated, VerificationFailed
+from g2d.sources.keyring import Verified
+from g2d.sources.transports import Opened, Transports, transfer_exceptions
+
+log = logging.getLogger("g2d.sources")
+
+CHUNK = 1 << 20
+Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
+
+
+class StreamVerifier(Protocol):
+    """Checks the bytes as they pass (a detached signature, see ``Keyring.detached_stream``)."""
+
+    def update(self, chunk: bytes | memoryview) -> None: ...
+    def finish(self) -> Verified: ...
+    def abort(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    url: str
+    path: Path
+    digests: FileDigests  # BLAKE2B and SHA512 of what was written, with its size
+    resumed_from: int  # bytes of an earlier attempt that were kept (0: a fresh download)
+    seconds: float
+    signature: Verified | None = None
+
+    @property
+    def size(self) -> int:
+        return self.digests.size or 0
+
+
+def part_path(dest: Path) -> Path:
+    """Where the bytes of ``dest`` collect until they are verified."""
+    return dest.with_name(f".{dest.name}.part")
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    transports: Transports,
+    expect: FileDigests | None = None,
+    verifier: Callable[[], StreamVerifier] | None = None,
+    resume: bool | None = None,
+    attempts: int = 1,
+    retry_delay: float = 1.0,
+    progress: Progress | None = None,
+    durable: bool = True,
+) -> Downloaded:
+    """Fetch ``url`` to ``dest``, checking ``expect`` (size, BLAKE2B, SHA512) and ``verifier``.
+
+    resume: continue a partial file from an earlier attempt; by default only when
+    something checks the whole result (a digest or a signature), since the kept bytes could
+    otherwise belong to an older version of the file. attempts: transfer errors are tried
+    again this many times in all (verification errors never). Raises ``TransferError`` or
+    ``VerificationFailed``; ``is_retryable`` tells them apart.
+    """
+    if resume is None:
+        resume = bool(expect and expect.hashes) or verifier is not None
+    for attempt in range(1, attempts + 1):
+        try:
+            return _attempt(url, dest, transports, expect, verifier, resume, progress, durable)
+        except TransferError as e:
+            if attempt == attempts:
+                raise
+            log.warning("%s (attempt %d of %d; trying again)", e, attempt, attempts)
+            time.sleep(retry_delay * attempt)
+    raise AssertionError("unreachable")  # attempts >= 1
+
+
+def _attempt(
+    url: str,
+    dest: Path,
+    transports: Transports,
+    expect: FileDigests | None,
+    verifier_factory: Callable[[], StreamVerifier] | None,
+    resume: bool,
+    progress: Progress | None,
+    durable: bool,
+) -> Downloaded:
+    started = time.monotonic()
+    part = part_path(dest)
+    have = part.stat().st_size if resume and part.exists() else 0
+    if expect is not None and expect.size is not None and have > expect.size:
+        have = 0  # longer than the whole file: not a prefix of it
+    opened = transports.open(url, have)
+    hasher = Hasher()
+    try:
+        verifier = verifier_factory() if verifier_factory else None
+        try:
+            with open(part, "r+b" if opened.offset else "wb") as out:
+                if opened.offset:
+                    _replay(out, opened.offset, hasher, verifier)
+                out.truncate(opened.offset)
+                _copy(opened, out, hasher, verifier, expect, progress)
+                if durable:
+                    os.fsync(out.fileno())
+        except BaseException:
+            if verifier is not None:
+                verifier.abort()
+            raise
+        finally:
+            opened.close()
+        _check(url, hasher, expect)
+        signature = verifier.finish() if verifier is not None else None
+    except VerificationFailed:
+        part.unlink(missing_ok=True)  # a retry must start from nothing
+        raise
+    os.replace(part, dest)
+    name = expect.name if expect is not None else dest.name
+    seconds = time.monotonic() - started
+    return Downloaded(url, dest, hasher.result(name), opened.offset, seconds, signature)
+
+
+def _replay(out: object, length: int, hasher: Hasher, verifier: StreamVerifier | None) -> None:
+    """Feed the kept prefix to the hashes and the signature check, as if it had just come."""
+    assert hasattr(out, "read")
+    left = length
+    while left:
+        chunk = out.read(min(CHUNK, left))  # type: ignore[attr-defined]
+        if not chunk:
+            raise TransferError(str(out), "the partial file shrank while it was read")
+        hasher.update(chunk)
+        if verifier is not None:
+            verifier.update(chunk)
+        left -= len(chunk)
+
+
+def _copy(
+    opened: Opened,
+    out: object,
+    hasher: Hasher,
+    verifier: StreamVerifier | None,
+    expect: FileDigests | None,
+    progress: Progress | None,
+) -> None:
+    limit = expect.size if expect is not None else None
+    total = opened.total if opened.total is not None else limit
+    errors = transfer_exceptions()
+    while True:
+        try:
+            chunk = opened.stream.read(CHUNK)
+        except errors as e:
+            raise TransferError(
+                opened.url, f"connection lost after {hasher.size} bytes: {e or type(e).__name__}"
+            ) from e
+        if not chunk:
+            break
+        out.write(chunk)  # type: ignore[attr-defined]
+        hasher.update(chunk)
+        if verifier is not None:
+            verifier.update(chunk)
+        if limit is not None and hasher.size > limit:
+            raise DigestMismatch(
+                opened.url, f"is larger than the {limit} bytes the signed list gives"
+            )
+        if progress is not None:
+            progress(hasher.size, total)
+    for whole in (opened.total, limit):
+        if whole is not None and hasher.size < whole:
+            raise Truncated(opened.url, hasher.size, whole)
+
+
+def _check(url: str, hasher: Hasher, expect: FileDigests | None) -> None:
+    if expect is None:
+        return
+    if expect.size is not None and hasher.size != expect.size:
+        raise DigestMismatch(url, f"has {hasher.size} bytes, the signed list says {expect.size}")
+    wrong = expect.mismatches(hasher.hexdigests())
+    if wrong:
+        names = " and ".join(str(a) for a in wrong)
+        raise DigestMismatch(
+            url,
+            f"{names} digest differs from the signed list for {expect.name}",
+            hint="the file was altered or damaged; it was not kept; try another mirror",
+        )
