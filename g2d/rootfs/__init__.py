@@ -1,0 +1,1 @@
+"""Preparing a system root: extraction, /etc/portage, patchfiles, services, users."""
