@@ -198,7 +198,9 @@ def render_parsed(value: Any) -> str:
 
 
 import g2d.cli_lab  # noqa: E402  registers `g2d lab` on app
-import g2d.cli_lineage  # noqa: E402, F401  registers `g2d lineage` on app
+import g2d.cli_lineage  # noqa: E402  registers `g2d lineage` on app
+import g2d.cli_mirror  # noqa: E402  registers `g2d mirror` on app
+import g2d.cli_serve  # noqa: E402, F401  registers `g2d serve` on app
 
 
 def main() -> None:

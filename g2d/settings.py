@@ -7,7 +7,6 @@ fields with descriptions, so a Prefect block can reuse them; ``Settings`` adds t
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import re
@@ -15,7 +14,6 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -35,30 +33,13 @@ from pydantic_settings import (
 )
 
 from g2d.core.errors import G2dUserError
+from g2d.core.mirrors import MIRROR_SCHEMES as MIRROR_SCHEMES  # re-exported
+from g2d.core.mirrors import Resource, check_mirror_url
 
 ENV_PREFIX = "G2D_"
 CONFIG_ENV = "G2D_CONFIG"
 CONFIG_NAME = "g2d.toml"
 SYSTEM_CONFIG = Path("/etc/g2d/g2d.toml")
-MIRROR_SCHEMES = frozenset({"http", "https", "ftp", "rsync", "ssh", "file"})
-
-
-class Resource(enum.StrEnum):
-    """A part of the dom0 tree that g2d fetches from mirrors."""
-
-    releases = enum.auto()
-    repos = enum.auto()
-    snapshots = enum.auto()
-    distfiles = enum.auto()
-    binpkgs = enum.auto()
-    kernels = enum.auto()
-    patchfiles = enum.auto()
-    meta = enum.auto()
-    packages = enum.auto()
-
-    def is_site_specific(self) -> bool:
-        """Gentoo publishes no such tree; only a site's own dom0 serves it."""
-        return self in (Resource.kernels, Resource.patchfiles, Resource.meta, Resource.packages)
 
 
 # Gentoo's official sources. g2d never contacts them in tests; the lab points at 127.0.0.1.
@@ -99,15 +80,7 @@ def _absolute(path: Path) -> Path:
 
 
 def _mirror_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in MIRROR_SCHEMES:
-        schemes = ", ".join(sorted(MIRROR_SCHEMES))
-        raise ValueError(f"{url!r} is not a mirror URL: the scheme must be one of {schemes}")
-    if parts.scheme == "file" and not parts.path.startswith("/"):
-        raise ValueError(f"{url!r} is not a mirror URL: file:// needs an absolute path")
-    if parts.scheme != "file" and not parts.hostname:
-        raise ValueError(f"{url!r} is not a mirror URL: it names no host")
-    return url
+    return check_mirror_url(url)
 
 
 def _split_words(value: object) -> object:
@@ -146,6 +119,14 @@ class SiteConfig(BaseModel):
         description="Mirror URLs per resource type, tried in order. A type left out keeps "
         "its default; Gentoo publishes no kernels, patchfiles, meta or packages, so those "
         "default to none.",
+    )
+
+    mirror_lists: AbsolutePath | None = Field(
+        default=None,
+        description="A directory of mirror list files named by resource type (releases, "
+        "repos, ...; the old tool's binpkg, kernel and package too): one URL per line, '#' "
+        "comments. A type with a file there takes its list from the file instead of "
+        "`mirrors`.",
     )
 
     @field_validator("mirrors", mode="after")

@@ -221,7 +221,7 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
     conf = write(tmp_path / "g2d.toml", 'dom0root = "/srv/portage"\n')
     e = refused(G2D_CONFIG=str(conf))
     assert str(e) == "invalid settings: unknown setting 'dom0root'"
-    assert e.hint == f"{conf} may set: dom0_root, state_dir, lab_dir, mirrors"
+    assert e.hint == f"{conf} may set: dom0_root, state_dir, lab_dir, mirrors, mirror_lists"
 
 
 def test_bad_state_dir_reports_only_the_cause() -> None:
@@ -275,3 +275,21 @@ def test_settings_are_frozen() -> None:
     s = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         s.dom0_root = Path("/elsewhere")  # type: ignore[misc]
+
+
+def test_mirror_lists_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert load_settings().mirror_lists is None
+    monkeypatch.setenv("G2D_MIRROR_LISTS", str(tmp_path / "mirrors"))
+    s = load_settings()
+    assert s.mirror_lists == tmp_path / "mirrors"
+    monkeypatch.setenv("G2D_CONFIG", str(write(tmp_path / "out.toml", render_toml(s))))
+    monkeypatch.delenv("G2D_MIRROR_LISTS")
+    assert load_settings() == s
+
+
+def test_mirror_lists_must_be_absolute() -> None:
+    e = refused(G2D_MIRROR_LISTS="config/mirrors")
+    assert str(e) == (
+        "invalid settings: setting 'mirror_lists': needs an absolute path, got 'config/mirrors'"
+    )
+    assert e.hint == "set G2D_MIRROR_LISTS or mirror_lists in a g2d.toml (none was found)"
