@@ -42,6 +42,12 @@ def _package_sets(ctx: StepContext) -> Any:
     return write_package_sets(ctx.out("site/packages"), ctx.inputs["repo"])
 
 
+def _patchfiles(ctx: StepContext) -> Any:
+    from g2d.lab.patchfiles import write_patchfiles
+
+    return write_patchfiles(ctx.out("site/patchfiles"))
+
+
 def _binhost(ctx: StepContext) -> Any:
     from g2d.lab.binhost import build_binhost
 
@@ -134,6 +140,7 @@ LAB_STEPS: tuple[Step, ...] = (
         deps=("repo",),
         atomic=False,
     ),
+    Step("patchfiles", "g2d.lab.patchfiles", _patchfiles, outputs=("site/patchfiles",)),
     # build_binhost replaces the binhost atomically, and reuses one built from the same inputs
     Step(
         "binhost",

@@ -316,3 +316,18 @@ def test_the_whole_lab_builds_then_is_all_cached_and_sound(whole_lab: LabLayout)
     findings = lab_status(whole_lab)
     assert [f for f in findings if f.level is not Level.ok] == [NOT_UP]
     print(cold.format_table(), warm.format_table(), sep="\n")  # the times for docs/lab.md
+
+
+def test_patchfiles_overlay_has_the_modes_it_declares(tmp_path: Path) -> None:
+    from g2d.lab.patchfiles import FILES, write_patchfiles
+
+    (tmp_path / "over" / "stale").mkdir(parents=True)  # a previous overlay is replaced whole
+    modes = write_patchfiles(tmp_path / "over")
+    found = {
+        os.fspath(p.relative_to(tmp_path / "over")): p.stat().st_mode & 0o7777
+        for p in (tmp_path / "over").rglob("*")
+        if p.is_file()
+    }
+    assert found == modes == {rel: mode for rel, (_, mode) in FILES.items()}
+    assert (tmp_path / "over" / "root").stat().st_mode & 0o7777 == 0o700
+    assert not (tmp_path / "over" / "stale").exists()
