@@ -1,13 +1,13 @@
 """Run commands inside a system root, in a mount namespace that cannot outlive g2d.
 
 On entry a *holder* starts on the parent host:
-``unshare --mount --pid --fork --kill-child --propagation private -- cat /proc/self/stat -``.
-It is pid 1 of a new PID namespace inside a new, private mount namespace. It prints its
-pid (``/proc`` is still the parent's, so the global one), then waits for EOF on a pipe that
-only g2d holds. When g2d exits or is killed (or, for a remote parent, its ssh connection
-closes), ``cat`` sees EOF and exits; the kernel then SIGKILLs every process of the PID
-namespace, the mount namespace loses its last member, and every mount in it is gone. The
-mounts are private, so the parent's own mount table never shows them.
+``unshare --mount --pid --fork --kill-child --propagation slave -- cat /proc/self/stat -``.
+It is pid 1 of a new PID namespace inside a new mount namespace (a slave of the parent's).
+It prints its pid (``/proc`` is still the parent's, so the global one), then waits for EOF
+on a pipe that only g2d holds. When g2d exits or is killed (or, for a remote parent, its
+ssh connection closes), ``cat`` sees EOF and exits; the kernel then SIGKILLs every process
+of the PID namespace, the mount namespace loses its last member, and every mount in it is
+gone. Mounts never propagate out, so the parent's own mount table never shows them.
 
 Mounts and commands enter through ``nsenter --target PID --mount --pid`` run by the parent
 host, so a remote parent works the same as this machine.
@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 HOLDER = [
     "unshare",
-    "--mount", "--propagation", "private",   # mounts made inside never reach the parent
+    # slave: mounts made inside never reach the parent, and the parent's unmounts reach
+    # inside (a private copy would keep, say, a loop device's file system mounted here)
+    "--mount", "--propagation", "slave",
     "--pid", "--fork",                       # its death kills everything entered with --pid
     "--kill-child",                          # unshare killed: the namespace's pid 1 dies too
     "--",

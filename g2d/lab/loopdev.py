@@ -84,7 +84,8 @@ def mount_loop(directory: Path, fstype: FsType | str, *, size_mib: int | None = 
     name = f"{fstype}-{random_token()}"
     directory.mkdir(parents=True, exist_ok=True)
     image = directory / f"{name}.img"
-    mountpoint = directory / name
+    shared = directory / f"{name}.shared"
+    mountpoint = shared / "mnt"
     with ExitStack() as undo:
         with open(image, "xb") as f:
             f.truncate(size)  # sparse
@@ -92,6 +93,14 @@ def mount_loop(directory: Path, fstype: FsType | str, *, size_mib: int | None = 
         device = run([losetup, "--show", "--find", image]).stdout.strip()
         undo.callback(run, [losetup, "--detach", device])
         run(fstype.mkfs_argv(mkfs, device), timeout=300)
+        # The file system is mounted inside a shared self-bind: where / is private
+        # (containers), a namespace made later (a chroot, emerge's) would otherwise keep its
+        # own copy of the mount, and the loop device busy, after our umount (g2d.hosts.chroot).
+        shared.mkdir()
+        undo.callback(shared.rmdir)
+        run(["mount", "--bind", shared, shared])
+        undo.callback(run, ["umount", shared])
+        run(["mount", "--make-shared", shared])
         mountpoint.mkdir()
         undo.callback(mountpoint.rmdir)
         try:

@@ -59,7 +59,8 @@ def namespace_argv(
 ) -> list[str]:
     """The argv that runs `argv` in a private mount namespace set up as described above."""
     return [
-        "unshare", "--mount", "--propagation", "private", "--",
+        # slave, not private: an unmount on the host (a test's loop device) reaches inside
+        "unshare", "--mount", "--propagation", "slave", "--",
         sys.executable, "-m", "g2d.lab.portage_ns",
         "--overlays", os.fspath(overlays),
         *(a for d in keep for a in ("--keep", os.fspath(d))),

@@ -208,7 +208,9 @@ def read_scan(host: Host, anchor: str) -> Scan:
     )
     if not found.ok:
         raise NotFound(anchor)  # findmnt finds no mount for a path that does not exist
-    fields = [unescape_findmnt(f) for f in found.stdout.split()]
+    # mounts stacked on one mount point are all listed; the last one is the one on top
+    lines = found.stdout.splitlines()
+    fields = [unescape_findmnt(f) for f in lines[-1].split()] if lines else []
     if len(fields) != 3 or fields[2] != "btrfs":
         kind = fields[2] if len(fields) == 3 else "unknown"
         raise StorageError(f"{anchor} is not on btrfs (it is on {kind})")

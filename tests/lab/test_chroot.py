@@ -188,6 +188,26 @@ def test_mounts_are_private_and_gone_after_exit(root: Path, tmp_path: Path) -> N
     assert mounts_under_anywhere(root) == []
 
 
+def test_an_unmount_on_the_host_reaches_inside(root: Path, tmp_path: Path) -> None:
+    # a private namespace would keep its own copy of this mount (and so its loop device busy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    host = LocalHost()
+    # under a shared mount, as g2d.lab.loopdev mounts (here / is private: no events from it)
+    host.run(["mount", "--bind", str(elsewhere), str(elsewhere)])
+    try:
+        host.run(["mount", "--make-shared", str(elsewhere)])
+        host.run(["mount", "-t", "tmpfs", "g2d-test", str(elsewhere)])
+        with Chroot(root) as ch:
+            table = Path(f"/proc/{ch.pid}/mountinfo")
+            assert "g2d-test" in table.read_text()
+            host.run(["umount", str(elsewhere)])  # the tmpfs, not the bind under it
+            assert "g2d-test" not in table.read_text()
+    finally:
+        while str(elsewhere) in mounts_under(elsewhere):
+            host.run(["umount", str(elsewhere)])
+
+
 def test_readonly_bind_refuses_writes_and_readwrite_bind_takes_them(
     root: Path, tmp_path: Path
 ) -> None:
