@@ -1,5 +1,7 @@
-"""``g2d lineage``: list, show, create, branch, seal, roll back, promote, retire and prune
-generations, on ZFS, btrfs or plain directories (the backend is sensed from the target).
+"""``g2d lineage``: list, show, create, branch, seal, roll back, promote, retire, prune and
+replicate generations, on ZFS, btrfs or plain directories (the backend is sensed from the
+target), here or on a host reached over ssh (``zfs://root@host:2222:/pool/sys``; its key
+pinned from ``--known-hosts``).
 
 Every change prints its plan; ``--dry-run`` prints it and changes nothing. A run that was
 cut off is finished by running the same command again. Registered on ``g2d.cli.app`` by
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +24,7 @@ from g2d.core.lineage import SAFE, GenName, GenState, Lineage, Meta, Origin
 from g2d.core.uri import Target, parse_target
 
 if TYPE_CHECKING:
+    from g2d.hosts.ssh import SshHost
     from g2d.storage.base import Backend
     from g2d.storage.lineage_run import LineageWriter, Phases
 
@@ -44,21 +48,47 @@ Kernel = Annotated[str | None, typer.Option("--kernel", help="Record its kernel 
 FlowRun = Annotated[str | None, typer.Option("--flow-run", help="Record the flow run id.")]
 
 
-class RemoteTarget(G2dUserError):
-    """A remote target needs an ssh host g2d has configured; the CLI has none yet."""
+@dataclass
+class _Ssh:
+    """How remote targets are reached: set by the group's options, for every command."""
+
+    known_hosts: str | None = None
+    identity: str | None = None
+    opened: list[SshHost] = field(default_factory=list)
+
+    def close(self) -> None:
+        while self.opened:
+            self.opened.pop().close()
+
+
+_ssh = _Ssh()
+
+
+@lineage_app.callback()
+def _options(
+    ctx: typer.Context,
+    known_hosts: Annotated[str | None, typer.Option(
+        "--known-hosts", envvar="G2D_SSH_KNOWN_HOSTS", metavar="FILE",
+        help="Remote targets: the known_hosts file pinning their host keys "
+        "(default ~/.ssh/known_hosts). Unknown or changed keys are refused.")] = None,
+    identity: Annotated[str | None, typer.Option(
+        "--identity", envvar="G2D_SSH_IDENTITY", metavar="FILE",
+        help="Remote targets: the ssh client key (default: the ssh agent's keys).")] = None,
+) -> None:  # fmt: skip
+    _ssh.known_hosts, _ssh.identity = known_hosts, identity
+    ctx.call_on_close(_ssh.close)
 
 
 def _open(text: str) -> tuple[Target, Backend]:
-    from g2d.hosts.local import LocalHost
+    from g2d.hosts.open import host_for
+    from g2d.hosts.ssh import SshHost
     from g2d.storage.sense import backend_for
 
     target = parse_target(text)
-    if target.is_remote:
-        raise RemoteTarget(
-            f"{target}: remote lineages are not wired into the command line yet",
-            hint="use g2d.storage.lineage with an SshHost, or run g2d on that host",
-        )
-    return target, backend_for(target, LocalHost())
+    host = host_for(target.host, known_hosts=_ssh.known_hosts, key=_ssh.identity)
+    if isinstance(host, SshHost):
+        _ssh.opened.append(host)
+    return target, backend_for(target, host)
 
 
 def _writer(backend: Backend, root: str, wait: float) -> LineageWriter:
@@ -301,3 +331,31 @@ def prune(
     for item in selection.keep:
         typer.echo(f"keep    {item}  # {selection.reasons[str(item)]}")
     _run(_writer(backend, root, wait), intent, prune_op(backend, policy, protected), dry_run)
+
+
+@lineage_app.command("replicate")
+def replicate(
+    source: Annotated[str, typer.Argument(help="The lineage (its root, or a generation in it).")],
+    target: Annotated[str, typer.Argument(help="The root to copy it to: another pool or host.")],
+    dry_run: DryRun = False,
+    wait: Wait = 0.0,
+) -> None:  # fmt: skip
+    """Copy a lineage to another pool or host: clones arrive as clones, metadata and seals
+    travel, later runs send only what is new."""
+    from g2d.settings import load_settings
+    from g2d.storage.replicate import describe, plan_replication
+    from g2d.storage.replicate import replicate as run
+
+    s, src = _open(source)
+    t, dst = _open(target)
+    root = _lineage_root(src, s.name)
+    if dry_run:
+        typer.echo(plan_replication(src, root, dst, t.name).render())
+        typer.echo("dry run: nothing changed")
+        return
+    intent = _intent("replicate", s, str(t))
+    state_dir = load_settings().state_dir
+    result = run(src, root, dst, t.name, state_dir=state_dir, intent=intent, wait=wait)
+    typer.echo(result.replication.render())
+    for line in describe(result):
+        typer.echo(line)

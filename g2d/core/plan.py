@@ -3,7 +3,10 @@
 Every mutating operation of g2d first becomes a ``Plan``. ``--dry-run`` prints it; applying
 it runs the same commands verbatim. A step may carry ``done_if``: a read-only command that
 exits 0 when the step's effect is already there, so running the same plan again after a
-crash skips what was finished and completes the rest.
+crash skips what was finished and completes the rest. A step whose effect is an absence
+(a destroy, a release) carries ``done_unless`` instead: a read-only command that exits 0
+while the thing is still there, so the step is done once it exits 1. Any other exit (an
+unreachable host: ssh says 255) is no answer, and the step runs (and fails) as it would.
 """
 
 from __future__ import annotations
@@ -37,17 +40,22 @@ class Step:
     """Commands run as one pipeline (a single command is a pipeline of one), and why.
 
     ``done_if`` exits 0 when the effect is already present (the step is then skipped);
-    ``undo`` reverses the step where that is possible, for rolling back a failed plan.
+    ``done_unless`` exits 1 when it is (the effect is an absence: ``zfs list X`` of a
+    destroyed X); ``undo`` reverses the step where that is possible, for rolling back a
+    failed plan.
     """
 
     why: str
     pipeline: tuple[Command, ...]
     done_if: Command | None = None
     undo: tuple[Command, ...] = ()
+    done_unless: Command | None = None
 
     def __post_init__(self) -> None:
         if not self.pipeline:
             raise ValueError(f"step {self.why!r} has no command")
+        if self.done_if is not None and self.done_unless is not None:
+            raise ValueError(f"step {self.why!r} has both done_if and done_unless")
 
     @classmethod
     def run(
@@ -58,6 +66,7 @@ class Step:
         *,
         done_if: Iterable[str] | None = None,
         undo: Iterable[str] | None = None,
+        done_unless: Iterable[str] | None = None,
     ) -> Step:
         """A step of one command on one host."""
         return cls(
@@ -65,6 +74,7 @@ class Step:
             (Command.of(host, argv),),
             Command.of(host, done_if) if done_if is not None else None,
             (Command.of(host, undo),) if undo is not None else (),
+            Command.of(host, done_unless) if done_unless is not None else None,
         )
 
     @property
@@ -101,22 +111,21 @@ class Plan:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "title": self.title,
-            "steps": [
-                {
-                    "why": s.why,
-                    "pipeline": [{"host": c.host, "argv": list(c.argv)} for c in s.pipeline],
-                    "done_if": (
-                        {"host": s.done_if.host, "argv": list(s.done_if.argv)}
-                        if s.done_if
-                        else None
-                    ),
-                    "undo": [{"host": c.host, "argv": list(c.argv)} for c in s.undo],
-                }
-                for s in self.steps
-            ],
-        }
+        def cmd(c: Command | None) -> dict[str, object] | None:
+            return {"host": c.host, "argv": list(c.argv)} if c else None
+
+        def step(s: Step) -> dict[str, object]:
+            out = {
+                "why": s.why,
+                "pipeline": [cmd(c) for c in s.pipeline],
+                "done_if": cmd(s.done_if),
+                "undo": [cmd(c) for c in s.undo],
+            }
+            if s.done_unless is not None:  # absent otherwise: journals stay as they were
+                out["done_unless"] = cmd(s.done_unless)
+            return out
+
+        return {"title": self.title, "steps": [step(s) for s in self.steps]}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Plan:
@@ -131,6 +140,7 @@ class Plan:
                     tuple(cmd(c) for c in s["pipeline"]),
                     cmd(s["done_if"]) if s["done_if"] else None,
                     tuple(cmd(c) for c in s["undo"]),
+                    cmd(s["done_unless"]) if s.get("done_unless") else None,
                 )
             )
         return cls(str(data["title"]), tuple(steps))

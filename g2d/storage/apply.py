@@ -35,10 +35,13 @@ def _host(hosts: Mapping[str, Host], command: Command) -> Host:
 
 
 def is_done(step: Step, hosts: Mapping[str, Host]) -> bool:
-    if step.done_if is None:
-        return False
-    check = step.done_if
-    return _host(hosts, check).run(check.argv, check=False).returncode == 0
+    if step.done_if is not None:
+        check = step.done_if
+        return _host(hosts, check).run(check.argv, check=False).returncode == 0
+    if step.done_unless is not None:  # 1 = "not there"; any other failure is no answer
+        check = step.done_unless
+        return _host(hosts, check).run(check.argv, check=False).returncode == 1
+    return False
 
 
 def run_step(step: Step, hosts: Mapping[str, Host]) -> None:
