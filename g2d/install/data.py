@@ -1,0 +1,253 @@
+"""The installed generation's bytes: the source snapshot sent into the new pool or file system.
+
+ZFS and btrfs arrive by their own send/receive, ext4 and xfs by the plain backend's tar
+stream (xattrs, ACLs, numeric owners, device nodes kept), all through the storage
+backends, from this machine or from a source host over ssh (the stream then runs
+``ssh host zfs send | zfs receive`` with no byte through Python). By default only the one
+snapshot is sent; with ``lineage`` the whole lineage arrives through
+``g2d.storage.replicate`` (clones as clones, under their own names), and a re-run sends
+only what the target still lacks.
+
+A stream cut off half way leaves nothing under the target's name: the backend's
+``finish_receive`` removes what arrived and raises; running the install again sends it anew.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from g2d.core.errors import CommandFailed, G2dUserError
+from g2d.core.lineage import Lineage, Snap
+from g2d.core.plan import Command, Step
+from g2d.core.replication import Side, plan_transfers
+from g2d.core.uri import FsKind, Target
+from g2d.hosts.base import Host
+from g2d.hosts.pipeline import Stage, run_pipeline
+from g2d.storage.base import (
+    Backend,
+    BackendKind,
+    NotFound,
+    SnapRef,
+    SnapshotInfo,
+    StorageError,
+    VolumeInfo,
+)
+from g2d.storage.btrfs_layout import receiving_dir
+from g2d.storage.lineage import load_lineage
+from g2d.storage.plain_layout import VolPath
+from g2d.storage.plain_stream import receive_argv
+from g2d.storage.replica_side import read_side
+from g2d.storage.replicate import replicate
+from g2d.storage.sense import backend_class, backend_for
+
+log = logging.getLogger("g2d.install")
+
+
+class SourceRefused(G2dUserError):
+    """The source cannot be installed: no snapshot named, not sealed, or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The snapshot to install, where it lives, and what the lineage says of it."""
+
+    target: Target
+    backend: Backend
+    snap: Snap
+    lineage: Lineage  # as read when the source was resolved
+
+    @property
+    def volume(self) -> VolumeInfo | None:
+        """The generation's volume as the lineage listed it."""
+        return self.lineage.owner(self.snap).volume
+
+    @cached_property
+    def send(self) -> Stage:
+        """The send stage, made once: making it asks the host whether the snapshot exists."""
+        return self.backend.send_stage(self.ref)
+
+    @property
+    def ref(self) -> SnapRef:
+        return self.snap.ref
+
+    @property
+    def info(self) -> SnapshotInfo:
+        return self.snap.info
+
+    @property
+    def host(self) -> Host:
+        return self.backend.host
+
+    def __str__(self) -> str:
+        return f"{self.host.name}:{self.ref}"
+
+
+def resolve_source(target: Target, host: Host, *, force: bool = False) -> Source:
+    """``work=`` to its snapshot (``@safe``: the newest sealed); refuse an unsealed one
+    unless ``force``."""
+    if target.snapshot is None:
+        raise SourceRefused(
+            f"{target} names no snapshot",
+            hint=f"install a sealed snapshot, like {target.with_snapshot('safe')}",
+        )
+    backend = backend_for(target, host)
+    volume = target.name
+    lineage = load_lineage(backend, posixpath.dirname(volume) or volume)
+    snap = lineage.resolve_ref(volume, target.snapshot)
+    if not snap.sealed and not force:
+        raise SourceRefused(
+            f"{host.name}:{snap.ref} is not sealed",
+            hint="seal it first (g2d lineage seal), or pass force to install it anyway",
+        )
+    return Source(target, backend, snap, lineage)
+
+
+def lineage_size(source: Source) -> int:
+    """Bytes the whole lineage holds (its volumes' ``used``), for a lineage install."""
+    used = [g.volume.used for g in source.lineage.generations if g.volume is not None]
+    return sum(u for u in used if u) or source_size(source)
+
+
+def source_size(source: Source) -> int:
+    """Bytes to make room for: the volume's ``used`` where the lineage listed it (on ZFS
+    that counts its snapshots too: an upper bound), else ``referenced`` or ``du``."""
+    if source.volume is not None and source.volume.used:
+        return source.volume.used
+    if source.backend.kind is BackendKind.zfs:
+        done = source.host.run(["zfs", "get", "-Hp", "-o", "value", "referenced", str(source.ref)])
+        return int(done.stdout.strip())
+    done = source.host.run(["du", "-s", "-x", "--block-size=1", "--", source.ref.volume])
+    return int(done.stdout.split()[0])
+
+
+def target_kind(fs: FsKind, source: BackendKind) -> BackendKind:
+    """The backend that receives: ZFS into ZFS, btrfs into btrfs; a plain generation
+    arrives as a directory on any file system, btrfs included."""
+    if fs is FsKind.zfs:
+        return BackendKind.zfs
+    if fs is FsKind.btrfs and source is BackendKind.btrfs:
+        return BackendKind.btrfs
+    return BackendKind.plain
+
+
+def check_kinds(source: Source, fs: FsKind) -> BackendKind:
+    """The receiving backend; refuses a stream the target cannot take."""
+    kind = target_kind(fs, source.backend.kind)
+    if source.backend.kind is not kind:
+        raise SourceRefused(
+            f"{source} is on {source.backend.kind}; a {fs} install receives a {kind} stream",
+            hint=f"install a {kind} generation onto {fs}, or deploy this one onto {kind} first",
+        )
+    return kind
+
+
+def target_backend(kind: BackendKind, host: Host, top: str) -> Backend:
+    if kind is BackendKind.plain:
+        return backend_class(kind)(host, top)  # type: ignore[call-arg]  # reflinks probed there
+    return backend_class(kind)(host)
+
+
+def _predicted_receive(kind: BackendKind, name: str) -> list[str]:
+    """The receive argv the backend will give once the file system exists (for the plan
+    shown before anything is written; ``receive`` checks it got the same)."""
+    if kind is BackendKind.zfs:
+        return ["zfs", "receive", "-u", name]
+    if kind is BackendKind.btrfs:
+        return ["btrfs", "receive", receiving_dir(name)]
+    return receive_argv(VolPath(name).work("recv"))
+
+
+def data_step(
+    source: Source, kind: BackendKind, name: str, local: str, stream_filter: Sequence[str] = ()
+) -> Step:
+    """The send/receive as a plan step (shown in the plan; run by ``receive``)."""
+    send = source.send
+    recv = _predicted_receive(kind, name)
+    pipeline = (
+        Command(send.host.name, send.argv),
+        *((Command.of(local, stream_filter),) if stream_filter else ()),
+        Command.of(local, recv),
+    )
+    return Step(f"send {source} into {name}", pipeline)
+
+
+def already_received(dest: Backend, name: str, sent: SnapshotInfo) -> bool:
+    try:
+        got = dest.snapshot(SnapRef(name, sent.ref.name))
+    except (NotFound, StorageError):
+        return False
+    return got.guid == sent.guid
+
+
+def receive(
+    source: Source, dest: Backend, name: str, stream_filter: Sequence[str] = ()
+) -> SnapshotInfo:
+    """Send ``source`` into ``name`` on ``dest``; a finished earlier run is not repeated."""
+    if already_received(dest, name, source.info):
+        log.info("%s already holds %s", name, source.ref)
+        return dest.snapshot(SnapRef(name, source.ref.name))
+    recv = dest.receive_stage(name)
+    extra = [Stage.of(dest.host, stream_filter)] if stream_filter else []
+    try:
+        run_pipeline([source.send, *extra, recv])
+    except CommandFailed as cut:
+        try:
+            dest.finish_receive(name, source.info)  # removes what arrived, and raises
+        except StorageError as e:
+            raise StorageError(
+                f"the stream of {source} into {name} was cut off ({cut.host}: "
+                f"{cut.argv[0]} {cut.describe_exit()}); {e}",
+                hint="nothing of it was kept; run the install again to send it anew",
+            ) from cut
+        raise
+    return dest.finish_receive(name, source.info)
+
+
+# --- the whole lineage, clones as clones (g2d.storage.replicate) ------------------------------
+
+
+def lineage_roots(source: Source, name: str) -> tuple[str, str]:
+    """(source lineage root, target root): the generation keeps its name below both."""
+    src_root, _, leaf = source.ref.volume.rpartition("/")
+    dst_root, _, want = name.rpartition("/")
+    if leaf != want:
+        raise SourceRefused(
+            f"a lineage arrives under its own names: {source.ref.volume} would be "
+            f"{dst_root}/{leaf}, not {name}",
+            hint=f"install into {dst_root}/{leaf}, or without the lineage",
+        )
+    gen = source.lineage.owner(source.snap)  # no second round of queries to the source
+    if gen.snapshots[-1].ref != source.ref:
+        raise SourceRefused(
+            f"{source} is not the newest snapshot of {leaf}; the lineage brings "
+            f"{gen.snapshots[-1].ref} and {name} would hold that",
+            hint="install the newest snapshot, or without the lineage",
+        )
+    return src_root, dst_root
+
+
+def lineage_steps(source: Source, dest: Backend, name: str) -> list[Step]:
+    """The transfers a replication into an empty target would run (for the plan shown; the
+    replication plans again once the target exists)."""
+    src_root, dst_root = lineage_roots(source, name)
+    todo = plan_transfers(read_side(source.backend, src_root), Side(dst_root, {}, {}))
+    steps = []
+    for t in todo.transfers:
+        send = source.backend.send_stage(t.snap.ref, base=t.base)
+        recv = _predicted_receive(dest.kind, t.target)
+        pipeline = (Command(send.host.name, send.argv), Command(dest.host.name, tuple(recv)))
+        steps.append(Step(f"send {t}", pipeline))
+    return steps
+
+
+def receive_lineage(source: Source, dest: Backend, name: str, state_dir: Path) -> None:
+    """Replicate the source's lineage to the target root (resumable: a re-run sends what
+    the target still lacks)."""
+    src_root, dst_root = lineage_roots(source, name)
+    replicate(source.backend, src_root, dest, dst_root, state_dir=state_dir,
+              intent=f"install lineage {source} {name}")  # fmt: skip
