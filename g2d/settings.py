@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -85,12 +86,50 @@ def _mirror_url(url: str) -> str:
 
 def _split_words(value: object) -> object:
     # G2D_MIRRORS__RELEASES="https://a/ https://b/" reads as a list, like a mirror list file
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            return json.loads(value)  # '["https://a/"]', where no JSON decoding came before
+        except ValueError:
+            pass
     return value.split() if isinstance(value, str) else value
 
 
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 MirrorUrl = Annotated[str, AfterValidator(_mirror_url)]
 MirrorList = Annotated[list[MirrorUrl], BeforeValidator(_split_words)]
+# NoDecode: G2D_ESYNC__STAGE3_VARIANTS="openrc systemd" is words, not JSON
+Words = Annotated[list[str], NoDecode, BeforeValidator(_split_words)]
+PathList = Annotated[list[AbsolutePath], NoDecode, BeforeValidator(_split_words)]
+MirrorWords = Annotated[list[MirrorUrl], NoDecode, BeforeValidator(_split_words)]
+
+# Where Gentoo's release key is installed (sec-keys/openpgp-keys-gentoo-release).
+GENTOO_RELEASE_KEYS = (Path("/usr/share/openpgp-keys/gentoo-release.asc"),)
+
+
+class EsyncConfig(BaseModel):
+    """What ``g2d esync`` fetches beyond the mirror lists (the ``[esync]`` table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str = Field(default="amd64", description="The stage3 arch of releases/.")
+    stage3_variants: Words = Field(
+        default_factory=lambda: ["openrc"],
+        description="Stage3 variants kept under releases/ (openrc, systemd, desktop-openrc, ...).",
+    )
+    keep: int = Field(
+        default=2, ge=1, description="Builds kept per stage3 variant, and dated snapshots kept."
+    )
+    release_keys: PathList = Field(
+        default_factory=lambda: list(GENTOO_RELEASE_KEYS),
+        description="Armored OpenPGP public key files that sign releases, snapshots and the "
+        "repository's Manifests: Gentoo's release keys for real use, the lab's in the lab.",
+    )
+    distfiles_workers: int = Field(default=8, ge=1, description="Distfiles fetched at once.")
+    profiles: MirrorWords = Field(
+        default_factory=list,
+        description="Mirror URLs of the site's profiles/ tree (no mirror list type exists "
+        "for it; the old tool pulled it beside packages/).",
+    )
 
 
 class SiteConfig(BaseModel):
@@ -134,6 +173,12 @@ class SiteConfig(BaseModel):
     def _keep_unset_defaults(cls, mirrors: dict[Resource, list[str]]) -> dict[Resource, list[str]]:
         # a file naming only [mirrors].releases must not erase the other types
         return {r: mirrors.get(r, list(GENTOO_MIRRORS[r])) for r in Resource}
+
+    esync: EsyncConfig = Field(
+        default_factory=EsyncConfig,
+        description="What g2d esync fetches: stage3 arch and variants, how many builds to "
+        "keep, the release keys that verify, distfiles concurrency, the site's profiles tree.",
+    )
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -240,13 +285,15 @@ def render_json(config: SiteConfig) -> str:
 def render_toml(config: SiteConfig) -> str:
     """The settings as a g2d.toml that loads back to the same values."""
 
-    def quote(s: str) -> str:  # a JSON string is a valid TOML basic string
-        return json.dumps(s, ensure_ascii=False)
+    def value(v: Any) -> str:  # JSON strings, numbers and booleans are valid TOML values
+        if isinstance(v, list):
+            return f"[{', '.join(value(x) for x in v)}]"
+        return json.dumps(v, ensure_ascii=False)
 
     data = config.to_json()
-    lines = [f"{k} = {quote(v)}" for k, v in data.items() if isinstance(v, str)]
-    for table, value in data.items():
-        if isinstance(value, dict):
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if isinstance(v, str)]
+    for table, items in data.items():
+        if isinstance(items, dict):
             lines += ["", f"[{table}]"]
-            lines += [f"{k} = [{', '.join(quote(u) for u in v)}]" for k, v in value.items()]
+            lines += [f"{k} = {value(v)}" for k, v in items.items()]
     return "\n".join(lines) + "\n"

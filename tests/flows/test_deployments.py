@@ -28,7 +28,12 @@ SERVE = [sys.executable, "-c", "import g2d.cli_serve, g2d.cli; g2d.cli.main()", 
 
 def test_the_file_defines_the_deployments_and_templates_from_the_environment() -> None:
     entries = read_deployments(deployments_file(), env={"G2D_SNAPSHOT_TARGET": "zfs://tank/sys"})
-    assert [e.full_name for e in entries] == ["snapshot/hourly", "lineage/local"]
+    assert [e.full_name for e in entries] == [
+        "snapshot/hourly",
+        "lineage/local",
+        "esync/nightly",
+        "stage3/weekly",
+    ]
     hourly = entries[0]
     assert hourly.parameters == {"target": "zfs://tank/sys"}
     assert [(s.cron, s.timezone, s.active) for s in hourly.schedules] == [

@@ -20,7 +20,17 @@ from g2d import settings as settings_mod
 from g2d.cli import G2dGroup, app, rewrite_key_values
 from g2d.core.errors import G2dUserError
 
-WORKING_VERBS = ["doctor", "settings", "uri", "mirror", "serve", "lab", "lineage"]
+WORKING_VERBS = [
+    "doctor",
+    "settings",
+    "uri",
+    "esync",
+    "stage3",
+    "mirror",
+    "serve",
+    "lab",
+    "lineage",
+]
 G2D = Path(sys.executable).parent / "g2d"
 RELATIVE_ROOT_ERROR = (
     "error: invalid settings: setting 'dom0_root': needs an absolute path, got 'relative'\n"

@@ -221,7 +221,7 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
     conf = write(tmp_path / "g2d.toml", 'dom0root = "/srv/portage"\n')
     e = refused(G2D_CONFIG=str(conf))
     assert str(e) == "invalid settings: unknown setting 'dom0root'"
-    assert e.hint == f"{conf} may set: dom0_root, state_dir, lab_dir, mirrors, mirror_lists"
+    assert e.hint == f"{conf} may set: dom0_root, state_dir, lab_dir, mirrors, mirror_lists, esync"
 
 
 def test_bad_state_dir_reports_only_the_cause() -> None:
