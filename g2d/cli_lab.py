@@ -57,6 +57,10 @@ def lab_up() -> None:
         typer.echo(f"Prefect UI: {prefect.url}")
         typer.echo(f"export PREFECT_API_URL={state.prefect_api_url}")
     typer.echo(f"state: {layout.state_file}")
+    from g2d.lab.esync_config import write_lab_config
+
+    # settings that point g2d's mirrors and release keys at this lab
+    typer.echo(f"export G2D_CONFIG={write_lab_config(layout, state)}")
 
 
 @lab_app.command("down")

@@ -83,7 +83,11 @@ def test_up_serves_the_lab_and_down_from_another_process_stops_all(layout: LabLa
         f"Prefect UI: {prefect.url}\n"
         f"export PREFECT_API_URL={prefect.url}api\n"
         f"state: {layout.state_file}\n"
+        f"export G2D_CONFIG={layout.root / 'g2d.toml'}\n"
     )
+    config = (layout.root / "g2d.toml").read_text()
+    assert f'releases = ["{http.url}releases/"]' in config.splitlines()
+    assert f'repos = ["{rsync.url}gentoo-portage/"]' in config.splitlines()
     assert all(s.url.startswith(("http://127.0.0.1:", "rsync://127.0.0.1:")) for s in (http, rsync))
 
     # each service serves the lab, as a client would use it
