@@ -32,7 +32,8 @@ ENTRIES_DIR = "loader/entries"
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ZFS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9_.:-]+)*")
-_SUBVOL = re.compile(r"[A-Za-z0-9_.:@-]+(/[A-Za-z0-9_.:@-]+)*")
+_SUBVOL = re.compile(r"/?[A-Za-z0-9_.:@-]+(/[A-Za-z0-9_.:@-]+)*")
+_DIRECTORY = re.compile(r"(/[A-Za-z0-9_.:@+-]+)+")
 # generation names become entry file names; '+' is taken by boot counting (name+3-0.conf)
 _GEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _KERNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -61,8 +62,10 @@ class RootIdentity:
     """How the kernel finds a generation's root.
 
     ext4/xfs/btrfs: by file system ``uuid`` (``blkid -s UUID``) or GPT ``partuuid``; btrfs may
-    add the ``subvolume`` (path from the top level) that holds the root. zfs: ``dataset``
-    (``pool/ds``), nothing else.
+    add the ``subvolume`` (path from the top level) that holds the root; any of them may
+    instead keep the root in a plain ``directory`` of the file system (``/g1``: install puts
+    a plain generation there; g2d's initramfs switches into it, ``g2d.rootdir=``). zfs:
+    ``dataset`` (``pool/ds``), nothing else.
     """
 
     fs: RootFs
@@ -70,6 +73,7 @@ class RootIdentity:
     partuuid: str = ""
     subvolume: str = ""
     dataset: str = ""
+    directory: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fs", RootFs(self.fs))
@@ -96,10 +100,19 @@ class RootIdentity:
             raise InvalidBootSpec(
                 f"subvolume {self.subvolume!r} is not a btrfs subvolume path of a btrfs root"
             )
+        if self.directory and (
+            self.fs is RootFs.zfs or self.subvolume or not _DIRECTORY.fullmatch(self.directory)
+        ):
+            raise InvalidBootSpec(
+                f"directory {self.directory!r} is not an absolute path in an ext4, xfs or "
+                "btrfs root without a subvolume"
+            )
 
     @classmethod
-    def by_uuid(cls, fs: RootFs | str, uuid: str, *, subvolume: str = "") -> RootIdentity:
-        return cls(RootFs(fs), uuid=uuid.lower(), subvolume=subvolume)
+    def by_uuid(
+        cls, fs: RootFs | str, uuid: str, *, subvolume: str = "", directory: str = ""
+    ) -> RootIdentity:
+        return cls(RootFs(fs), uuid=uuid.lower(), subvolume=subvolume, directory=directory)
 
     @classmethod
     def by_partuuid(cls, fs: RootFs | str, partuuid: str, *, subvolume: str = "") -> RootIdentity:
@@ -114,10 +127,12 @@ class RootIdentity:
             return (f"root=ZFS={self.dataset}",)
         root = f"root=UUID={self.uuid}" if self.uuid else f"root=PARTUUID={self.partuuid}"
         flags = (f"rootflags=subvol={self.subvolume}",) if self.subvolume else ()
-        return (root, f"rootfstype={self.fs}", *flags)
+        inside = (f"g2d.rootdir={self.directory}",) if self.directory else ()
+        return (root, f"rootfstype={self.fs}", *flags, *inside)
 
     def describe(self) -> str:
-        parts = [f"{k}={getattr(self, k)}" for k in ("uuid", "partuuid", "subvolume", "dataset")]
+        keys = ("uuid", "partuuid", "subvolume", "directory", "dataset")
+        parts = [f"{k}={getattr(self, k)}" for k in keys]
         return f"{self.fs} " + " ".join(p for p in parts if not p.endswith("="))
 
 
@@ -213,7 +228,8 @@ class KernelCommandLine:
             if not _ARG.fullmatch(word):
                 raise InvalidBootSpec(f"kernel argument {word!r} must be one word without quotes")
         for word in self.extra:
-            if word.split("=", 1)[0] in ("root", "rootfstype", "rootflags", "console"):
+            if word.split("=", 1)[0] in ("root", "rootfstype", "rootflags", "g2d.rootdir",
+                                         "console"):  # fmt: skip
                 raise InvalidBootSpec(
                     f"kernel argument {word!r} is set by g2d",
                     hint="the root comes from the generation; consoles from `consoles`",

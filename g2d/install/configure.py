@@ -13,6 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+from g2d.core.boot_entries import RootIdentity
 from g2d.core.errors import G2dUserError
 from g2d.core.partition_plan import DiskLayout
 from g2d.core.plan import Command, Plan, Step
@@ -47,14 +48,20 @@ class InstallFacts:
     esp_mount: str  # where the installed system mounts the ESP (/efi)
     hostid: str | None  # ZFS installs: 8 hex digits, as /etc/hostid holds them
 
-    def kernel_root_args(self) -> list[str]:
-        """The root on the kernel command line, as Gentoo's initramfs tools read it."""
+    def root_identity(self) -> RootIdentity:
+        """How the kernel finds this root: the dataset, or the file system's UUID plus the
+        subvolume or the directory (``g2d.rootdir=``) that holds the generation."""
         if self.fs is FsKind.zfs:
-            return [f"root=ZFS={self.dataset}"]
-        args = [f"root=UUID={self.root_uuid}", f"rootfstype={self.fs}"]
+            return RootIdentity.zfs(str(self.dataset))
+        inside = self.root_subdir if self.root_subdir not in (None, "/") else ""
         if self.root_is_subvolume:
-            args.append(f"rootflags=subvol={self.root_subdir}")
-        return args
+            return RootIdentity.by_uuid(self.fs.value, str(self.root_uuid), subvolume=inside or "")
+        return RootIdentity.by_uuid(self.fs.value, str(self.root_uuid), directory=inside or "")
+
+    def kernel_root_args(self) -> list[str]:
+        """The root on the kernel command line, as Gentoo's initramfs tools read it (plus
+        ``g2d.rootdir=`` for a root in a directory, which g2d's initramfs reads)."""
+        return list(self.root_identity().kernel_args())
 
     def to_json(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]

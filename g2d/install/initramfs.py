@@ -43,7 +43,7 @@ COMPRESSORS = (
     ("CONFIG_RD_XZ", ("xz", "-q", "-c", "--check=crc32", "-9"), "xz"),
     ("CONFIG_RD_GZIP", ("gzip", "-n", "-9", "-c"), "gzip"),
 )
-_DIRS = ("bin", "dev", "etc", "etc/g2d", "lib", "lib/modules", "newroot", "proc", "sys")
+_DIRS = ("bin", "dev", "etc", "etc/g2d", "fsroot", "lib", "lib/modules", "newroot", "proc", "sys")
 
 
 class InitramfsFailed(G2dUserError):

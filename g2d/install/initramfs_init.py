@@ -11,6 +11,9 @@ with ``g2d-initramfs:``; a failure prints ``g2d-initramfs: FAILED: <why>`` and t
 what ``g2d.onfail=`` says: ``shell`` (default, a rescue shell on the console), ``poweroff``
 or ``reboot``.
 ``g2d.rootwait=<seconds>`` bounds the wait for the device (default 30).
+``g2d.rootdir=/g1`` boots a root kept in a directory of its file system (install puts an
+ext4/xfs generation there): the file system is mounted aside, the directory is bind-mounted
+as the new root and the file system itself is let go (lazily: the bind keeps it mounted).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ fail() {
 	exec sh </dev/console >/dev/console 2>&1
 }
 
-root="" fstype="" flags="" init=/sbin/init mode=ro onfail=shell rootwait=30
+root="" fstype="" flags="" init=/sbin/init mode=ro onfail=shell rootwait=30 rootdir=""
 set -f # split the command line into words, never expand them as file names
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -56,6 +59,7 @@ for arg in $(cat /proc/cmdline); do
 	rw) mode=rw ;;
 	g2d.onfail=*) onfail="${arg#g2d.onfail=}" ;;
 	g2d.rootwait=*) rootwait="${arg#g2d.rootwait=}" ;;
+	g2d.rootdir=*) rootdir="${arg#g2d.rootdir=}" ;;
 	esac
 done
 set +f
@@ -96,16 +100,30 @@ while [ -z "$dev" ] && [ "$tries" -gt 0 ]; do
 done
 [ -n "$dev" ] || fail "no device for root=$root after ${rootwait}s"
 
-mkdir -p /newroot
+mkdir -p /newroot /fsroot
 options="$mode${flags:+,$flags}"
-if ! mount ${fstype:+-t "$fstype"} -o "$options" "$dev" /newroot; then
+case "$rootdir" in
+"" | /) top=/newroot rootdir="" ;;
+/*) top=/fsroot ;;
+*) fail "g2d.rootdir=$rootdir is not an absolute path" ;;
+esac
+if ! mount ${fstype:+-t "$fstype"} -o "$options" "$dev" "$top"; then
 	fail "cannot mount $dev (root=$root${fstype:+ type $fstype}, options $options)"
+fi
+if [ -n "$rootdir" ]; then
+	if [ ! -d "/fsroot$rootdir" ]; then
+		umount /fsroot
+		fail "the file system on $dev has no directory $rootdir"
+	fi
+	# the bind keeps the file system mounted once its own mount is let go
+	mount --bind "/fsroot$rootdir" /newroot || fail "cannot bind $rootdir of $dev"
+	umount -l /fsroot
 fi
 if [ ! -e "/newroot$init" ] && [ ! -L "/newroot$init" ]; then
 	umount /newroot
-	fail "the root on $dev has no $init"
+	fail "the root on $dev${rootdir:+ in $rootdir} has no $init"
 fi
-say "root $dev mounted ($options), starting $init"
+say "root $dev${rootdir:+ directory $rootdir} mounted ($options), starting $init"
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
 umount /sys
 umount /proc

@@ -168,7 +168,11 @@ def test_install_a_plain_generation_onto_each_file_system(
     facts = install_disk(plan, yes=True, boot_hook=seen.append)
     assert seen == [facts]
     assert facts.root_device == f"{disk}p2" and facts.esp_device == f"{disk}p1"
-    assert facts.kernel_root_args() == [f"root=UUID={facts.root_uuid}", f"rootfstype={fs}"]
+    assert facts.kernel_root_args() == [
+        f"root=UUID={facts.root_uuid}",
+        f"rootfstype={fs}",
+        "g2d.rootdir=/g1",
+    ]
     assert not Path(facts.top).exists()  # unmounted, mount point removed
     check = tmp_path / "check"
     check.mkdir()
