@@ -197,7 +197,9 @@ def render_parsed(value: Any) -> str:
     return data if isinstance(data, str) else json.dumps(data, indent=2)
 
 
+import g2d.cli_deploy  # noqa: E402  registers `g2d deploy` and `g2d update` on app
 import g2d.cli_esync  # noqa: E402  registers `g2d esync` and `g2d stage3` on app
+import g2d.cli_install  # noqa: E402  registers `g2d install` on app
 import g2d.cli_lab  # noqa: E402  registers `g2d lab` on app
 import g2d.cli_lineage  # noqa: E402  registers `g2d lineage` on app
 import g2d.cli_mirror  # noqa: E402  registers `g2d mirror` on app

@@ -33,6 +33,9 @@ def test_the_file_defines_the_deployments_and_templates_from_the_environment() -
         "lineage/local",
         "esync/nightly",
         "stage3/weekly",
+        "deploy/local",
+        "update/local",
+        "install/saturn",
     ]
     hourly = entries[0]
     assert hourly.parameters == {"target": "zfs://tank/sys"}
