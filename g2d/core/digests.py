@@ -19,6 +19,7 @@ from g2d.core.errors import G2dUserError
 ARMOR_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
 _HASH_HEADER = re.compile(r"#\s*(?P<algo>[A-Za-z0-9_-]+)\s+HASH\s*")
 _LINUX_LINE = re.compile(r"(?P<hex>[0-9a-fA-F]+) [ *](?P<name>\S.*)")
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
 _BSD_LINE = re.compile(r"(?P<algo>[A-Za-z0-9_-]+) \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]+)")
 
 
@@ -75,7 +76,7 @@ class FileDigests:
 
 
 def _is_lower_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+    return _LOWER_HEX.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

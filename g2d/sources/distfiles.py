@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from g2d.core.digests import FileDigests, Hasher
 from g2d.core.distfiles_layout import Layout, parse_layout_conf, render_layout_conf
 from g2d.core.errors import G2dUserError
 from g2d.sources.download import download
+from g2d.sources.group_commit import GroupCommit
 from g2d.sources.transports import Transports, join_url
 
 DEFAULT_WORKERS = 8
@@ -50,8 +52,11 @@ def fetch_distfiles(
     """Fetch ``files`` (names, or FileDigests with size and BLAKE2B/SHA512) into ``distdir``.
 
     mirror_url: the mirror's ``distfiles/`` directory. workers: at most this many
-    transfers at once. Errors of single files land in ``result.failed`` (by name); a
-    layout.conf that cannot be fetched raises ``TransferError``.
+    transfers at once. durable: verified files reach their names only once on disk, synced
+    in groups in the background (``GroupCommit``) rather than one fsync at a time in each
+    worker; False renames each at once and syncs nothing. Errors of single files land in
+    ``result.failed`` (by name); a layout.conf that cannot be fetched raises
+    ``TransferError``.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -65,20 +70,26 @@ def fetch_distfiles(
     distdir.mkdir(parents=True, exist_ok=True)
     _write_layout(distdir, layout)
 
+    made: set[Path] = set()  # directories known to exist: one mkdir each, not one per file
+    group = GroupCommit() if durable else None
+
     def one(spec: FileDigests) -> tuple[str, int | G2dUserError | None]:
         try:
             relative = layout.path(spec.name)
             dest = distdir / relative
             if _is_correct(dest, spec):
                 return spec.name, None
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.parent not in made:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dest.parent)
             got = download(
                 join_url(mirror_url, relative),
                 dest,
                 transports=transports,
                 expect=spec if spec.hashes or spec.size is not None else None,
                 attempts=attempts,
-                durable=durable,
+                durable=False,  # the group syncs, when durable
+                commit=group.add if group is not None else None,
             )
             return spec.name, got.size
         except G2dUserError as e:
@@ -88,7 +99,10 @@ def fetch_distfiles(
     present: list[str] = []
     failed: dict[str, G2dUserError] = {}
     total = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="g2d-distfile") as pool:
+    with (
+        group if group is not None else nullcontext(),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="g2d-distfile") as pool,
+    ):
         for name, outcome in pool.map(one, wanted):
             if outcome is None:
                 present.append(name)

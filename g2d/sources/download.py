@@ -13,19 +13,25 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-from g2d.core.digests import FileDigests, Hasher
+from g2d.core.digests import Algo, FileDigests, Hasher
 from g2d.sources.errors import DigestMismatch, TransferError, Truncated, VerificationFailed
+from g2d.sources.fanout import Fanout, Inline
 from g2d.sources.keyring import Verified
 from g2d.sources.transports import Opened, Transports, transfer_exceptions
+from g2d.sources.writeback import Writeback
 
 log = logging.getLogger("g2d.sources")
 
 CHUNK = 1 << 20
+ALGOS = (Algo.blake2b, Algo.sha512)
+FANOUT_MIN = 4 << 20  # smaller files are hashed inline: threads would cost more than they save
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
+Commit = Callable[[Path, Path], None]  # (verified .part, its final name)
 
 
 class StreamVerifier(Protocol):
@@ -67,6 +73,7 @@ def download(
     retry_delay: float = 1.0,
     progress: Progress | None = None,
     durable: bool = True,
+    commit: Commit | None = None,
 ) -> Downloaded:
     """Fetch ``url`` to ``dest``, checking ``expect`` (size, BLAKE2B, SHA512) and ``verifier``.
 
@@ -74,13 +81,18 @@ def download(
     something checks the whole result (a digest or a signature), since the kept bytes could
     otherwise belong to an older version of the file. attempts: transfer errors are tried
     again this many times in all (verification errors never). Raises ``TransferError`` or
-    ``VerificationFailed``; ``is_retryable`` tells them apart.
+    ``VerificationFailed``; ``is_retryable`` tells them apart. durable: fsync the file before
+    it is renamed. commit: instead of renaming at once, hand (part, dest) of the verified
+    file to this (``GroupCommit.add``: one sync for many files, then the renames; pass
+    ``durable=False`` with it).
     """
     if resume is None:
         resume = bool(expect and expect.hashes) or verifier is not None
     for attempt in range(1, attempts + 1):
         try:
-            return _attempt(url, dest, transports, expect, verifier, resume, progress, durable)
+            return _attempt(
+                url, dest, transports, expect, verifier, resume, progress, durable, commit
+            )
         except TransferError as e:
             if attempt == attempts:
                 raise
@@ -98,6 +110,7 @@ def _attempt(
     resume: bool,
     progress: Progress | None,
     durable: bool,
+    commit: Commit | None,
 ) -> Downloaded:
     started = time.monotonic()
     part = part_path(dest)
@@ -105,16 +118,25 @@ def _attempt(
     if expect is not None and expect.size is not None and have > expect.size:
         have = 0  # longer than the whole file: not a prefix of it
     opened = transports.open(url, have)
-    hasher = Hasher()
+    whole = opened.total if opened.total is not None else expect.size if expect else None
+    threaded = whole is None or whole >= FANOUT_MIN
+    # one hasher per algorithm, so that each can run on its own thread
+    hashers = [Hasher([algo]) for algo in ALGOS] if threaded else [Hasher(ALGOS)]
     try:
         verifier = verifier_factory() if verifier_factory else None
         try:
-            with open(part, "r+b" if opened.offset else "wb") as out:
+            sinks = [h.update for h in hashers] + ([verifier.update] if verifier else [])
+            with (
+                open(part, "r+b" if opened.offset else "wb") as out,
+                Writeback(out) if durable and threaded else nullcontext() as writeback,
+                Fanout(sinks) if threaded else Inline(sinks) as feed,
+            ):
                 if opened.offset:
-                    _replay(out, opened.offset, hasher, verifier)
+                    _replay(out, opened.offset, feed)
                 out.truncate(opened.offset)
-                _copy(opened, out, hasher, verifier, expect, progress)
-                if durable:
+                _copy(opened, out, feed, expect, progress, writeback)
+                if durable:  # while the hashes and gpg catch up with the last chunks
+                    out.flush()
                     os.fsync(out.fileno())
         except BaseException:
             if verifier is not None:
@@ -122,72 +144,76 @@ def _attempt(
             raise
         finally:
             opened.close()
-        _check(url, hasher, expect)
+        name = expect.name if expect is not None else dest.name
+        hexdigests = {a: d for h in hashers for a, d in h.hexdigests().items()}
+        digests = FileDigests(name, hexdigests, hashers[0].size)
+        _check(url, digests, expect)
         signature = verifier.finish() if verifier is not None else None
     except VerificationFailed:
         part.unlink(missing_ok=True)  # a retry must start from nothing
         raise
-    os.replace(part, dest)
-    name = expect.name if expect is not None else dest.name
+    if commit is not None:
+        commit(part, dest)
+    else:
+        os.replace(part, dest)
     seconds = time.monotonic() - started
-    return Downloaded(url, dest, hasher.result(name), opened.offset, seconds, signature)
+    return Downloaded(url, dest, digests, opened.offset, seconds, signature)
 
 
-def _replay(out: object, length: int, hasher: Hasher, verifier: StreamVerifier | None) -> None:
+def _replay(out: BinaryIO, length: int, feed: Fanout | Inline) -> None:
     """Feed the kept prefix to the hashes and the signature check, as if it had just come."""
-    assert hasattr(out, "read")
     left = length
     while left:
-        chunk = out.read(min(CHUNK, left))  # type: ignore[attr-defined]
+        chunk = out.read(min(CHUNK, left))
         if not chunk:
             raise TransferError(str(out), "the partial file shrank while it was read")
-        hasher.update(chunk)
-        if verifier is not None:
-            verifier.update(chunk)
+        feed.feed(chunk)
         left -= len(chunk)
 
 
 def _copy(
     opened: Opened,
-    out: object,
-    hasher: Hasher,
-    verifier: StreamVerifier | None,
+    out: BinaryIO,
+    feed: Fanout | Inline,
     expect: FileDigests | None,
     progress: Progress | None,
+    writeback: Writeback | None,
 ) -> None:
     limit = expect.size if expect is not None else None
     total = opened.total if opened.total is not None else limit
     errors = transfer_exceptions()
+    size = opened.offset
     while True:
         try:
             chunk = opened.stream.read(CHUNK)
         except errors as e:
             raise TransferError(
-                opened.url, f"connection lost after {hasher.size} bytes: {e or type(e).__name__}"
+                opened.url, f"connection lost after {size} bytes: {e or type(e).__name__}"
             ) from e
         if not chunk:
             break
-        out.write(chunk)  # type: ignore[attr-defined]
-        hasher.update(chunk)
-        if verifier is not None:
-            verifier.update(chunk)
-        if limit is not None and hasher.size > limit:
+        out.write(chunk)
+        feed.feed(chunk)
+        size += len(chunk)
+        if writeback is not None:
+            writeback.written(len(chunk))
+        if limit is not None and size > limit:
             raise DigestMismatch(
                 opened.url, f"is larger than the {limit} bytes the signed list gives"
             )
         if progress is not None:
-            progress(hasher.size, total)
+            progress(size, total)
     for whole in (opened.total, limit):
-        if whole is not None and hasher.size < whole:
-            raise Truncated(opened.url, hasher.size, whole)
+        if whole is not None and size < whole:
+            raise Truncated(opened.url, size, whole)
 
 
-def _check(url: str, hasher: Hasher, expect: FileDigests | None) -> None:
+def _check(url: str, got: FileDigests, expect: FileDigests | None) -> None:
     if expect is None:
         return
-    if expect.size is not None and hasher.size != expect.size:
-        raise DigestMismatch(url, f"has {hasher.size} bytes, the signed list says {expect.size}")
-    wrong = expect.mismatches(hasher.hexdigests())
+    if expect.size is not None and got.size != expect.size:
+        raise DigestMismatch(url, f"has {got.size} bytes, the signed list says {expect.size}")
+    wrong = expect.mismatches(got.hashes)
     if wrong:
         names = " and ".join(str(a) for a in wrong)
         raise DigestMismatch(

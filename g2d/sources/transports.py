@@ -1,4 +1,5 @@
-"""Opening a URL at a byte offset: http(s) with Range, file://, and ssh:// over sshfs.
+"""Opening a URL at a byte offset: http(s) with Range (over kept-alive connections, see
+``http_pool``), file://, and ssh:// over sshfs.
 
 Each ``open`` answers where the stream really starts (a server may ignore Range and send
 everything) and the whole size when known. Every failure to get bytes becomes a
@@ -11,16 +12,15 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from g2d.hosts.ssh import SshHost
 from g2d.sources.errors import HttpStatusError, NoTransport, TransferError
+from g2d.sources.http_pool import HttpPool
 
 USER_AGENT = "g2d (Gentoo dom0 sync)"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -62,8 +62,19 @@ class Transports:
     def __init__(self, ssh_hosts: Iterable[SshHost] = (), *, timeout: float = 60.0) -> None:
         self.ssh_hosts = tuple(ssh_hosts)
         self.timeout = timeout
-        # no proxy from the environment: mirrors are named, not routed somewhere else
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # kept-alive connections; no proxy from the environment: mirrors are named, not
+        # routed somewhere else
+        self._http = HttpPool(timeout)
+
+    def close(self) -> None:
+        """Close the idle http connections (also done when the object is garbage)."""
+        self._http.close()
+
+    def __enter__(self) -> Transports:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def open(self, url: str, offset: int = 0) -> Opened:
         scheme = urlsplit(url).scheme
@@ -117,18 +128,14 @@ class Transports:
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
-            response: Any = self._opener.open(
-                urllib.request.Request(url, headers=headers), timeout=self.timeout
-            )
-        except urllib.error.HTTPError as e:
-            e.close()
-            if e.code == 416 and offset:  # the partial file is not a prefix of this one
-                return self._open_http(url, 0)
-            raise HttpStatusError(url, e.code, str(e.reason)) from None
-        except urllib.error.URLError as e:
-            raise TransferError(url, f"cannot connect: {_describe(e.reason)}") from e
+            response = self._http.get(url, headers)
         except transfer_exceptions() as e:
             raise TransferError(url, f"cannot connect: {_describe(e)}") from e
+        if response.status >= 400:
+            response.close()
+            if response.status == 416 and offset:  # the partial file is not a prefix of this one
+                return self._open_http(url, 0)
+            raise HttpStatusError(url, response.status, response.reason)
         length = response.headers.get("Content-Length")
         size = int(length) if length and length.isdigit() else None
         if response.status == 206:

@@ -1,19 +1,28 @@
 """g2d.sources.download against real servers on 127.0.0.1: the lab mirror (http), file://,
-sshd (ssh:// over sshfs with the pinned key), and a server that dies mid-transfer."""
+sshd (ssh:// over sshfs with the pinned key), a server that dies mid-transfer, and the lab's
+http handler speaking HTTP/1.1 (keep-alive, which the lab server itself does not offer)."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import LabMirror
 from sources_support import cutting_server, release_keyring
 
 from g2d.core.digests import FileDigests, parse_digests
 from g2d.core.distfiles_layout import GENTOO
 from g2d.hosts.ssh import SshHost
+from g2d.lab.distfiles import publish_distfiles
+from g2d.lab.httpd import RangeRequestHandler
+from g2d.lab.mirror_served import LabMirror
 from g2d.lab.process import free_port
 from g2d.lab.sshd import SshServer
 from g2d.sources.distfiles import fetch_distfiles
@@ -26,6 +35,8 @@ from g2d.sources.errors import (
     Truncated,
     is_retryable,
 )
+from g2d.sources.fanout import Fanout
+from g2d.sources.group_commit import GroupCommit
 from g2d.sources.keyring import Keyring
 from g2d.sources.snapshots import fetch_snapshot
 from g2d.sources.transports import Transports
@@ -210,3 +221,117 @@ def test_distfiles_glep75_then_present(lab_mirror: LabMirror, tmp_path: Path) ->
     assert (tmp_path / "layout.conf").read_text() == (mirror / "layout.conf").read_text()
     second = fetch_distfiles(url, tmp_path, specs)
     assert (second.fetched, sorted(second.present)) == ((), names)
+
+
+@dataclass
+class KeepAliveServer:
+    """The lab's range handler speaking HTTP/1.1 (keep-alive, as real mirrors do); counts
+    the TCP connections it accepted and can drop its idle ones."""
+
+    port: int = 0
+    connections: int = 0
+    open: set[socket.socket] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def drop_idle(self) -> None:
+        """Close every connection now, as a server whose keep-alive timeout ran out."""
+        with self.lock:
+            for s in self.open:
+                s.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def keepalive_server(root: Path) -> Iterator[KeepAliveServer]:
+    state = KeepAliveServer()
+
+    class Handler(RangeRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with state.lock:
+                state.connections += 1
+                state.open.add(self.connection)
+
+        def finish(self) -> None:
+            with state.lock:
+                state.open.discard(self.connection)
+            super().finish()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=os.fspath(root)))
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.drop_idle()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_distfiles_reuse_kept_alive_connections(tmp_path: Path) -> None:
+    files = {f"pkg{i}-1.0.tar.gz": bytes([i]) * (1000 + i) for i in range(12)}
+    publish_distfiles(tmp_path / "www" / "distfiles", files)
+    with keepalive_server(tmp_path / "www") as server:
+        got = fetch_distfiles(server.url + "distfiles/", tmp_path / "got", files, workers=2)
+        # layout.conf and 12 files over at most one connection per worker
+        assert (sorted(got.fetched), got.failed) == (sorted(files), {})
+        assert 1 <= server.connections <= 2
+    for name, data in files.items():
+        assert (tmp_path / "got" / GENTOO.path(name)).read_bytes() == data
+
+
+def test_a_kept_connection_the_server_closed_is_replaced(
+    lab_mirror: LabMirror, listed: FileDigests, tmp_path: Path
+) -> None:
+    layout_conf = lab_mirror.layout.distfiles / "layout.conf"
+    transports = Transports()
+    with keepalive_server(lab_mirror.layout.mirror) as server:
+        url = server.url + "distfiles/layout.conf"
+        assert transports.read_all(url, 1 << 16) == layout_conf.read_bytes()
+        server.drop_idle()  # the idle connection g2d kept is now closed by the server
+        got = download(server.url + REL, tmp_path / NAME, transports=transports, expect=listed)
+        assert got.digests == listed
+        assert server.connections == 2
+    transports.close()
+
+
+def test_group_commit_renames_only_after_the_sync(tmp_path: Path) -> None:
+    parts = [tmp_path / f".f{i}.part" for i in range(3)]
+    for p in parts:
+        p.write_bytes(b"verified bytes")
+    with GroupCommit(interval=3600) as group:  # no sync before the end
+        for i, p in enumerate(parts):
+            group.add(p, tmp_path / f"f{i}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".f0.part", ".f1.part", ".f2.part"]
+        assert group.syncs == 0
+    # leaving the block: the three synced as one group, then renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f0", "f1", "f2"]
+    assert group.syncs == 1
+    assert (tmp_path / "f2").read_bytes() == b"verified bytes"
+
+
+def test_fanout_hands_a_sink_error_to_the_feeder() -> None:
+    seen: list[bytes] = []
+
+    def disk_full(chunk: bytes) -> None:
+        if len(seen) == 2:
+            raise OSError(28, "No space left on device")
+        seen.append(chunk)
+
+    fed = 0
+    with pytest.raises(OSError) as e, Fanout([disk_full, lambda chunk: None]) as fanout:
+        for fed in range(1, 1000):
+            fanout.feed(bytes([fed % 256]) * 4096)
+    assert str(e.value) == "[Errno 28] No space left on device"
+    assert seen == [b"\x01" * 4096, b"\x02" * 4096]
+    assert fed < 1000

@@ -87,9 +87,10 @@ def test_hasher_one_pass_matches_hashlib() -> None:
     assert FileDigests(TAR, {Algo.sha512: C_S5}).mismatches(h.hexdigests()) == [Algo.sha512]
 
 
-def test_file_digests_check_themselves() -> None:
+@pytest.mark.parametrize("bad", [S5.upper(), "g" * 128, S5[:-1] + "\n", S5[:-1] + " "])
+def test_file_digests_check_themselves(bad: str) -> None:
     with pytest.raises(ValueError) as e:
-        FileDigests(TAR, {Algo.sha512: S5.upper()})
+        FileDigests(TAR, {Algo.sha512: bad})
     assert str(e.value) == f"SHA512 digest of '{TAR}' is not 128 lowercase hex"
 
 
