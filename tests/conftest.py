@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ from g2d.lab.daemons import HttpServer, RsyncDaemon, start_http_server, start_rs
 from g2d.lab.errors import ComponentUnavailable
 from g2d.lab.layout import LabLayout
 from g2d.lab.loopdev import FsType, LoopMount, mount_loop
+from g2d.lab.mirror_served import LabMirror
 from g2d.lab.process import pid_alive
 from g2d.lab.sshd import SshServer, start_sshd
 from g2d.lab.zfs_fuse import ZfsFuse, ZfsPool, create_pool, ensure_zfs_fuse
@@ -125,24 +125,6 @@ def rsync_daemon(tmp_path: Path) -> Iterator[RsyncDaemon]:
 
 
 # --- the whole lab, built once and kept between runs ----------------------------------------
-
-
-@dataclass(frozen=True)
-class LabMirror:
-    """The built lab's mirror tree served on 127.0.0.1, as a dom0's upstream would be."""
-
-    layout: LabLayout
-    http: HttpServer
-    rsync: RsyncDaemon
-
-    def mirrors(self) -> dict[str, list[str]]:
-        """g2d's `mirrors` setting pointing at this lab (same shape as `LabState.mirrors`)."""
-        found = {
-            part: [f"{self.http.url}{part}/"]
-            for part in ("releases", "snapshots", "distfiles", "binpkgs", "kernels")
-        }
-        found["repos"] = [self.rsync.url("gentoo-portage")]
-        return found
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import LabMirror
 from typer.testing import CliRunner
 
 import g2d.cli_mirror  # noqa: F401  registers `g2d mirror`
 from g2d.cli import app
 from g2d.core.mirrors import Resource
+from g2d.lab.mirror_served import LabMirror
 from g2d.sources.errors import BadSignature, TransferError
 from g2d.sources.mirror_health import AllMirrorsFailed, HealthStore, first_working, probe, probe_all
 from g2d.sources.tree_sync import sync_repository

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import LabMirror
 
 from g2d.core.packages_index import parse_packages
 from g2d.lab.daemons import HttpServer
+from g2d.lab.mirror_served import LabMirror
 from g2d.sources.binpkgs import FilesRejected, fetch_binpkgs
 from g2d.sources.errors import MirrorBehind, is_retryable
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LabMirror
 
 from g2d.hosts.local import LocalHost
 from g2d.lab.daemons import RsyncDaemon
 from g2d.lab.keys import ensure_keys
 from g2d.lab.loopdev import LoopMount
+from g2d.lab.mirror_served import LabMirror
 from g2d.sources.errors import MirrorBehind, NoSignature, TransferError
 from g2d.sources.manifest import ManifestMismatchError
 from g2d.sources.rsync import RsyncStats

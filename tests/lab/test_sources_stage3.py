@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import LabMirror
 from sources_support import cutting_server, expired_key, release_keyring
 
 from g2d.hosts.ssh import SshHost
 from g2d.lab.daemons import HttpServer
 from g2d.lab.keys import LabKeys
+from g2d.lab.mirror_served import LabMirror
 from g2d.lab.sshd import SshServer
 from g2d.sources.errors import (
     BadSignature,
