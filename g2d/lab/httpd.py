@@ -101,6 +101,12 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
             raise
 
 
+class _MirrorServer(ThreadingHTTPServer):
+    # a mirror takes many connections at once (distfiles fetched 8 at a time); the
+    # default backlog of 5 overflowed and made a client wait a second to retry
+    request_queue_size = 128
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bind", default="127.0.0.1")
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
     handler = partial(RangeRequestHandler, directory=os.fspath(args.directory))
-    with ThreadingHTTPServer((args.bind, 0), handler) as server:
+    with _MirrorServer((args.bind, 0), handler) as server:
         tmp = args.port_file.with_suffix(".tmp")
         tmp.write_text(f"{server.server_address[1]}\n")
         tmp.rename(args.port_file)  # the parent sees the whole number or nothing
