@@ -15,15 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-# The main job, until the flows land: check this host, build the offline lab (cached after
-# the first run), serve it on 127.0.0.1, check it with the formats' own tools, stop it.
+# The main job: check this host, build the offline lab (cached after the first run), serve it
+# on 127.0.0.1 (kept when it is up already), check it, then the whole pipeline on it: esync,
+# stage3, deploy g1, branch and update g2, install onto a disk image, boot it in qemu. The lab
+# stays up for its Prefect UI; `g2d lab down` stops it.
 demo: export G2D_LAB_DIR ?= $(CURDIR)/state/lab
 demo: setup
 	$(VENV)/bin/g2d doctor
 	$(VENV)/bin/g2d lab build
-	$(VENV)/bin/g2d lab up
+	$(VENV)/bin/g2d lab up --reuse
 	$(VENV)/bin/g2d lab status || { $(VENV)/bin/g2d lab down; exit 1; }
-	$(VENV)/bin/g2d lab down
+	$(VENV)/bin/g2d lab demo
 
 test: setup
 	$(PY) -m pytest tests

@@ -52,13 +52,18 @@ def update(
         raise LineageError(f"update needs a generation, and {site.target} is a lineage root",
                            hint=f"name one of its generations: {site.target}/g1")  # fmt: skip
     volume = site.generation
-    gen = site.load().generation(volume)
+    tree = site.load()
+    gen = tree.generation(volume)
     if gen.state not in UPDATABLE:
         raise LineageError(f"cannot update {volume}: it is {gen.state}",
                            hint="deploy a new generation instead")  # fmt: skip
     root = Path(site.backend.mountpoint(volume) or volume)
     logs = settings.state_dir / "logs" / "update" / str(flow_run.id)
-    stem = gen.meta.get(SITE_PROFILE_KEY)
+    # a branch starts without the deploy's keys (branch_op): then the stem is its parent's
+    parent = tree.parent(gen)
+    stem = gen.meta.get(SITE_PROFILE_KEY) or (
+        tree.owner(parent).meta.get(SITE_PROFILE_KEY) if parent else None
+    )
     pset = load_package_tree(dom0.packages).select(stem) if stem else None
     rows: list[StepRow] = []
     emerges = []
@@ -86,7 +91,8 @@ def update(
         _publish(site.host_name, volume, rows, emerges,
                  f"failed, rolled back to the snapshot taken first: {e}")  # fmt: skip
         raise
-    record(site, volume, result.metadata(), wait)
+    kept = {SITE_PROFILE_KEY: stem} if stem else {}  # so a branch of this one finds it too
+    record(site, volume, {**result.metadata(), **kept}, wait)
     sealed = seal_generation(site, volume, wait)
     _publish(site.host_name, volume, rows, emerges, f"sealed: {sealed}")
     publish_lineage_tree(site.load(), site.host_name, description=f"after update of {volume}")
