@@ -3,6 +3,15 @@ btrfs), replication against the raw ``zfs send | zfs recv`` of the same chain (l
 to the lab sshd on 127.0.0.1), and an unchanged re-replication against its 2 s budget.
 
 ``python -m bench lineage`` from the repository root (root, zfs-fuse, loop devices).
+
+Fairness of the replication pair, printed with the results (``# baseline ...`` lines): both
+sides start from the same chain, send the same streams (``zfs send -p``, the clones from
+their origins) and receive them with ``zfs receive -u`` (nothing mounted), creating the
+target root first; for the remote pair both go over the same OpenSSH client with the same
+options (``SshHost.ssh_options``) to the same sshd. g2d also reads both sides, checks what
+arrived and holds the seals on the target: that is the fixed cost measured. The target's
+ZFS capabilities are probed before the clock starts (once per host and tool version, kept
+in the state dir), as a real dom0 has them from its first run.
 """
 
 from __future__ import annotations
@@ -82,7 +91,7 @@ def _chain(lineage: Lineage, size: int) -> None:
 
 
 def _raw_script(source: Lineage, target_root: str, recv: list[str]) -> str:
-    """The same chain by hand: full g1, then each clone from its origin."""
+    """The same chain by hand: the target root, full g1, then each clone from its origin."""
     src = source.backend
     lines = [shlex.join([*recv[:-1], "zfs", "create", "-p", target_root]) if recv[:-1] else
              shlex.join(["zfs", "create", "-p", target_root])]  # fmt: skip
@@ -102,6 +111,15 @@ def _replication(source: Lineage, target: Backend, pool: str, via: list[str], la
     two copies in one pool share guids and a clone's origin would be ambiguous."""
     local = backend_class(BackendKind.zfs)(LocalHost())
     g2d_s, raw_s = float("inf"), float("inf")
+    target.caps  # noqa: B018 - probed (or read from the state dir) before the clock starts
+    shown = _raw_script(source, f"{pool}/r0", [*via, "zfs"])
+    if via:
+        shown = shown.replace(shlex.join(via), "ssh …")
+    print(f"# baseline ({label}), run as one `sh -c`:", flush=True)
+    for line in shown.splitlines():
+        print(f"#   {line}", flush=True)
+    if via:
+        print(f"#   where ssh … is {shlex.join(via)}", flush=True)
     for i in range(repeat):
         root = f"{pool}/g{i}"
         g2d_s = min(g2d_s, _timed(lambda root=root: replicate(
@@ -158,7 +176,9 @@ def main() -> list[Comparison]:
         ssh = SshHost(sshd.host, port=sshd.port, user=sshd.user, key=sshd.client_key,
                       host_keys=pin)  # fmt: skip
         host = undo.enter_context(ssh)
-        out += _replication(chain, zfs(host), b.name, sshd.ssh_argv(), "ssh 127.0.0.1", state)
+        # the baseline's ssh: the very client and options g2d's pipeline stages use
+        via = [*host.ssh_options(), "--", host.host]
+        out += _replication(chain, zfs(host), b.name, via, "ssh 127.0.0.1", state)
         mnt = undo.enter_context(mount_loop(t / "btrfs", FsType.btrfs, size_mib=3072))
         for d in ("small", "large"):
             Path(mnt.mountpoint, d).mkdir()

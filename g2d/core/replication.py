@@ -72,6 +72,7 @@ class Side:
     root: str
     volumes: Mapping[str, VolumeInfo]  # by leaf name ("g2")
     snapshots: Mapping[str, Sequence[SnapshotInfo]]  # by leaf name, oldest first
+    present: bool | None = None  # whether the root itself exists, where the read told
 
     def volume_name(self, leaf: str) -> str:
         return f"{self.root.rstrip('/')}/{leaf}"

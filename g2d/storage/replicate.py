@@ -3,45 +3,64 @@ only what is new, an unchanged lineage costs a few listings.
 
 ``plan_replication`` reads both sides and returns a ``Replication``: the transfers
 ``g2d.core.replication.plan_transfers`` chose and a ``Plan`` with one step per transfer,
-``<source host>: zfs send ... | <target host>: zfs receive ...`` (``btrfs send -p`` /
+``<source host>: zfs send ... | <target host>: zfs receive -u ...`` (``btrfs send -p`` /
 ``btrfs receive``; tar streams for plain directories), each with a ``done_if`` that sees the
 snapshot on the target. ``run_replication`` applies it under the target pool's lock with
-its journal, one transfer at a time through ``apply_plan``, each followed by the target
-backend's ``finish_receive`` (the post-condition: the snapshot is there with the sent
-guid; a cut-off stream's leftovers are removed), then holds the target's sealed snapshots
-with the seal's tag, as the source holds them.
+its journal, one transfer at a time, then reads the target once and applies the finishing
+plan (``replica_finish``: the post-condition, a received mountpoint masked, atime off,
+metadata, the seal's holds), also under the journal, as the run's last part.
+
+Fixed cost matters over ssh, where every command is a round trip (and a login shell): the
+target is read once before and once after the streams, with its ``g2d:*`` keys named so
+each read is one ``zfs get``; the steps' ``done_if`` checks are not run when the read just
+made answers them (the plan is made under the lock, so nothing else changed the target);
+ZFS streams need no per-stream command besides themselves (btrfs and plain prepare and
+finish each receive, ``receive_stage``/``finish_receive``); the finishing plan has one
+command per kind of change. Received volumes stay unmounted, as ``receive -u`` leaves
+them, unless ``mount`` is asked.
 
 A run that dies, or a stream cut off mid-way, leaves the journal; running the same
 replication again plans from what the target holds now, so it sends the rest (nothing is
-sent twice) and other writers of that pool are refused until it did.
+sent twice), finishes what was received but not finished (the finishing plan is made from
+the whole target), and other writers of that pool are refused until it did.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from g2d.core.errors import CommandFailed
 from g2d.core.lineage import SEAL_HOLD, Meta
-from g2d.core.plan import Command, Plan, Step
+from g2d.core.plan import Plan, Step
 from g2d.core.replication import (
     ReplicationError,
     ReplicationSet,
     Side,
     Transfer,
+    TransferKind,
     plan_transfers,
 )
 from g2d.hosts.base import Host
-from g2d.storage.apply import apply_plan, is_done
-from g2d.storage.base import Backend, BackendKind, SnapRef, SnapshotInfo, StorageError
+from g2d.storage.apply import apply_plan
+from g2d.storage.base import Backend, BackendKind, SnapRef, StorageError
 from g2d.storage.lineage_run import LineageWriter, title
 from g2d.storage.lock import pool_lock
-from g2d.storage.replica_side import read_side, root_exists
+from g2d.storage.replica_finish import check_arrived, finish_plan, meta_updates, sealed
+from g2d.storage.replica_side import read_side, read_zfs, root_exists
+from g2d.storage.replica_steps import make_root_step, refuse_guid_twins, transfer_step
 from g2d.storage.sense import pool_of
 
+if TYPE_CHECKING:
+    from g2d.storage.zfs_props import Row
+
 Logger = logging.Logger | logging.LoggerAdapter
+log = logging.getLogger("g2d.replicate")
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,7 @@ class Replication:
     unheld: tuple[SnapRef, ...]  # sealed snapshots on the target still without the hold
     source_side: Side  # both sides as read when planning
     target_side: Side
+    target_rows: Mapping[str, Row] = field(default_factory=dict)  # ZFS: the target's read
 
     @property
     def transfer_steps(self) -> tuple[Step, ...]:
@@ -65,13 +85,20 @@ class Replication:
     def render(self) -> str:
         lines = [self.plan.render()]
         lines += [f"  then: hold {ref} with {SEAL_HOLD}" for ref in self.unheld]
-        sealed = [t.target_ref for t in self.todo.transfers if _sealed(t.snap)]
-        lines += [f"  then: hold {ref} with {SEAL_HOLD} (sealed)" for ref in sealed]
+        sealed_now = [t.target_ref for t in self.todo.transfers if sealed(t.snap)]
+        lines += [f"  then: hold {ref} with {SEAL_HOLD} (sealed)" for ref in sealed_now]
         for name, items in meta_updates(self.source_side, self.target_side).items():
             keys = ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
             lines.append(f"  then: set {keys} on {name}")
+        if self.target.kind is BackendKind.zfs:  # what an earlier run left unfinished
+            from g2d.storage.zfs_recv import replica_fixes
+
+            names = [v.name for v in self.target_side.volumes.values()]
+            lines += [f"  then: {shlex.join(a)}" for a in replica_fixes(self.target_rows, names)]
         if self.todo.transfers:
             lines.append("  then: set the g2d metadata the streams did not carry (read after them)")
+            if self.target.kind is BackendKind.zfs:
+                lines.append("  then: mask a received mountpoint, atime=off (read after them)")
         lines += [f"  skipped: {why}" for why in self.todo.skipped]
         return "\n".join(lines)
 
@@ -92,13 +119,10 @@ class ReplicationResult:
     held: tuple[SnapRef, ...]
     updated: tuple[str, ...]  # target volumes whose g2d metadata was brought up to date
     seconds: float
+    fixed: tuple[str, ...] = ()  # ZFS volumes whose received mountpoint/atime were fixed
 
 
 # --- reading and planning ---------------------------------------------------------------------
-
-
-def _sealed(snap: SnapshotInfo) -> bool:
-    return Meta.sealed in snap.meta or SEAL_HOLD in snap.holds
 
 
 def check_pair(source: Backend, source_root: str, target: Backend, target_root: str) -> None:
@@ -125,74 +149,44 @@ def check_pair(source: Backend, source_root: str, target: Backend, target_root: 
         raise ReplicationError(f"cannot replicate {source_root} into {target_root}: they overlap")
 
 
+def source_keys(side: Side) -> set[str]:
+    """The ``g2d:*`` keys the source has, which the target read names (and ``g2d:sealed``,
+    which marks a sealed snapshot there)."""
+    keys = {str(Meta.sealed)}
+    keys.update(k for v in side.volumes.values() for k in v.meta)
+    keys.update(k for snaps in side.snapshots.values() for s in snaps for k in s.meta)
+    return keys
+
+
+def read_target(target: Backend, root: str, keys: set[str]) -> tuple[Side, Mapping[str, Row]]:
+    if target.kind is BackendKind.zfs:
+        return read_zfs(target, root, keys)  # type: ignore[arg-type]
+    return read_side(target, root), {}
+
+
 def plan_replication(
     source: Backend, source_root: str, target: Backend, target_root: str
 ) -> Replication:
     """Read both sides; plan what the target lacks. Changes nothing."""
     check_pair(source, source_root, target, target_root)
-    src, dst = read_side(source, source_root), read_side(target, target_root)
+    src = read_side(source, source_root)
+    dst, rows = read_target(target, target_root, source_keys(src))
     todo = plan_transfers(src, dst)
+    if target.kind is BackendKind.zfs:
+        refuse_guid_twins(src, target, dst, todo)
     steps: list[Step] = []
-    if todo.transfers and not root_exists(target, target_root):
-        steps.append(_make_root(target, target_root))
-    steps += [_transfer_step(source, target, t) for t in todo.transfers]
+    present = dst.present if dst.present is not None else root_exists(target, target_root)
+    if todo.transfers and not present:
+        steps.append(make_root_step(target, target_root))
+    steps += [transfer_step(source, target, t) for t in todo.transfers]
     unheld = tuple(
         s.ref for snaps in dst.snapshots.values() for s in snaps
         if Meta.sealed in s.meta and SEAL_HOLD not in s.holds
     )  # fmt: skip
     plan = Plan.of(f"replicate {source_root} on {source.host.name} to {target_root} on "
                    f"{target.host.name}", steps)  # fmt: skip
-    return Replication(source, source_root, target, target_root, todo, plan, unheld, src, dst)
-
-
-def _make_root(target: Backend, root: str) -> Step:
-    if target.kind is BackendKind.zfs:
-        argv = ["zfs", "create", "-p", root]
-        return Step.run(target.host.name, argv, f"create {root}", done_if=_zfs_exists(root))
-    return Step.run(target.host.name, ["mkdir", "-p", "--", root], f"create {root}",
-                    done_if=["test", "-d", root])  # fmt: skip
-
-
-def _zfs_exists(name: str) -> list[str]:
-    return ["zfs", "list", "-H", "-o", "name", name]
-
-
-def receive_argv(target: Backend, name: str) -> tuple[str, ...]:
-    """The receiving command for ``name``, without the preparation ``receive_stage`` does
-    on btrfs and plain (work directories), so a dry run changes nothing."""
-    if target.kind is BackendKind.zfs:
-        return target.receive_stage(name).argv  # zfs: only reads
-    if target.kind is BackendKind.btrfs:
-        from g2d.storage.btrfs_layout import receiving_dir
-
-        return ("btrfs", "receive", receiving_dir(name))
-    from g2d.storage.plain_layout import VolPath
-    from g2d.storage.plain_stream import receive_argv as tar_receive
-
-    return tuple(tar_receive(VolPath(name).work("recv")))
-
-
-def snapshot_exists_argv(target: Backend, ref: SnapRef) -> list[str]:
-    """Exits 0 once ``ref`` is on the target under its final name."""
-    if target.kind is BackendKind.zfs:
-        return _zfs_exists(str(ref))
-    if target.kind is BackendKind.btrfs:
-        from g2d.storage.btrfs_layout import snap_path
-
-        return ["test", "-d", snap_path(ref)]
-    from g2d.storage.plain_layout import VolPath
-
-    return ["test", "-d", VolPath(ref.volume).snap(ref.name)]
-
-
-def _transfer_step(source: Backend, target: Backend, t: Transfer) -> Step:
-    send = source.send_stage(t.snap.ref, base=t.base)
-    pipeline = (
-        Command(source.host.name, send.argv),
-        Command(target.host.name, receive_argv(target, t.target)),
-    )
-    done = Command.of(target.host.name, snapshot_exists_argv(target, t.target_ref))
-    return Step(f"send {t}", pipeline, done)
+    return Replication(source, source_root, target, target_root, todo, plan, unheld, src, dst,
+                       rows)  # fmt: skip
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -208,56 +202,66 @@ def run_replication(
     journal: Path | None = None,
     intent: str | None = None,
     logger: Logger | None = None,
+    mount: bool = False,
 ) -> ReplicationResult:
-    """Apply the plan one transfer at a time, each checked by ``finish_receive``; then hold
-    the sealed snapshots on the target. The caller holds the target pool's lock."""
+    """Apply the plan one step at a time (each its own part of the journal), then read the
+    target and apply the finishing plan as the last part. The caller holds the target
+    pool's lock, and planned under it: the steps' ``done_if`` checks are not run again,
+    the read answered them."""
     started = time.monotonic()
     hosts = _hosts(rep)
     intent = intent or rep.plan.title
     steps = rep.plan.steps
+    parts = len(steps) + 1  # the finishing plan is the last part
     first = len(steps) - len(rep.todo.transfers)
     sent: list[Sent] = []
-    if first:  # the target root
-        apply_plan(Plan(title(intent, 0, len(steps)), steps[:first]), hosts, journal=journal,
-                   logger=logger)  # fmt: skip
-    for i, (transfer, step) in enumerate(zip(rep.todo.transfers, steps[first:], strict=True)):
-        if is_done(step, hosts):  # an earlier, interrupted run got this far
-            continue
-        _prepare_receive(rep.target, transfer, step)
+    zfs = rep.target.kind is BackendKind.zfs
+    for i, step in enumerate(steps):
+        transfer = rep.todo.transfers[i - first] if i >= first else None
+        if transfer is not None and not zfs:
+            _prepare_receive(rep.target, transfer, step)
         began = time.monotonic()
-        # its check ran just now: no second round trip for it
-        part = Plan(title(intent, first + i, len(steps)), (replace(step, done_if=None),))
-        apply_plan(part, hosts, journal=journal, logger=logger)
-        rep.target.finish_receive(transfer.target, transfer.snap)
-        sent.append(Sent(transfer, time.monotonic() - began))
-    after = read_side(rep.target, rep.target_root) if sent else rep.target_side
-    updated = _sync_meta(rep, after, logger)
-    held = _hold_seals(rep, logger)
-    return ReplicationResult(rep, tuple(sent), held, updated, time.monotonic() - started)
+        part = Plan(title(intent, i, parts), (replace(step, done_if=None),))
+        try:
+            apply_plan(part, hosts, journal=journal, logger=logger)
+        except CommandFailed:
+            if transfer is not None and zfs and transfer.kind is not TransferKind.incremental:
+                _clear_cut_off(rep.target, transfer.target, logger)
+            raise  # the stream's own error
+        if transfer is not None:
+            if not zfs:  # ZFS: checked for all streams at once, from the read below
+                rep.target.finish_receive(transfer.target, transfer.snap)
+            sent.append(Sent(transfer, time.monotonic() - began))
+    after, rows = rep.target_side, rep.target_rows
+    if sent:
+        after, rows = read_target(rep.target, rep.target_root, _keys(rep))
+        if zfs:
+            check_arrived(after, [s.transfer for s in sent], rep.source_root)
+    finish = finish_plan(rep.target, rep.source_side, after, rows, mount=mount)
+    if finish.plan.steps or steps:
+        last = Plan(title(intent, len(steps), parts), finish.plan.steps)
+        apply_plan(last, {rep.target.host.name: rep.target.host}, journal=journal,
+                   logger=logger)  # fmt: skip
+    return ReplicationResult(rep, tuple(sent), finish.held, finish.updated,
+                             time.monotonic() - started, finish.fixed)  # fmt: skip
 
 
-def meta_updates(source: Side, target: Side) -> dict[str, dict[str, str]]:
-    """Per target volume, the ``g2d:*`` keys whose value differs from the source volume's
-    now. A stream carries the metadata as it was at its snapshot: btrfs and plain carry
-    the volume's keys of that moment (a seal marks the generation sealed after its
-    snapshot), and nothing is sent for a change made after the newest snapshot (retire).
-    Keys are set, never removed: a replica may carry more."""
-    out: dict[str, dict[str, str]] = {}
-    for leaf, vol in source.volumes.items():
-        have = target.volumes.get(leaf)
-        if have is not None:
-            items = {k: v for k, v in vol.meta.items() if have.meta.get(k) != v}
-            if items:
-                out[have.name] = items
-    return out
+def _clear_cut_off(target: Backend, name: str, logger: Logger | None) -> None:
+    """Remove what a cut-off stream into the new volume ``name`` left; a failure to do so
+    is logged, not raised over the stream's own error (the re-run's plan refuses a volume
+    without snapshots, naming it)."""
+    from g2d.storage.zfs_recv import clear_cut_off
+
+    try:
+        if clear_cut_off(target.host, name):
+            (logger or log).warning("removed %s, left without a snapshot by the stream", name)
+    except (CommandFailed, StorageError) as e:
+        (logger or log).warning("could not check or remove what the stream left in %s: %s",
+                                name, e)  # fmt: skip
 
 
-def _sync_meta(rep: Replication, target: Side, logger: Logger | None) -> tuple[str, ...]:
-    updates = meta_updates(rep.source_side, target)
-    hosts = {rep.target.host.name: rep.target.host}
-    for name, items in updates.items():
-        apply_plan(rep.target.set_meta_plan(name, items), hosts, logger=logger)
-    return tuple(updates)
+def _keys(rep: Replication) -> set[str]:
+    return source_keys(rep.source_side)
 
 
 def _prepare_receive(target: Backend, transfer: Transfer, step: Step) -> None:
@@ -272,17 +276,6 @@ def _prepare_receive(target: Backend, transfer: Transfer, step: Step) -> None:
         )
 
 
-def _hold_seals(rep: Replication, logger: Logger | None) -> tuple[SnapRef, ...]:
-    refs = [*rep.unheld, *(t.target_ref for t in rep.todo.transfers if _sealed(t.snap))]
-    held = []
-    for ref in dict.fromkeys(refs):
-        plan = rep.target.hold_plan(ref, SEAL_HOLD)
-        if plan.steps:
-            apply_plan(plan, {rep.target.host.name: rep.target.host}, logger=logger)
-            held.append(ref)
-    return tuple(held)
-
-
 def replicate(
     source: Backend,
     source_root: str,
@@ -293,6 +286,7 @@ def replicate(
     intent: str | None = None,
     wait: float = 0.0,
     logger: Logger | None = None,
+    mount: bool = False,
 ) -> ReplicationResult:
     """Plan and run under the target pool's lock; refuses while another operation on that
     pool is unfinished, and finishes its own interrupted run (``intent`` names it)."""
@@ -305,7 +299,8 @@ def replicate(
         rep = plan_replication(source, source_root, target, target_root)
         journal = writer.journal_path
         journal.parent.mkdir(parents=True, exist_ok=True)
-        result = run_replication(rep, journal=journal, intent=intent, logger=logger)
+        result = run_replication(rep, journal=journal, intent=intent, logger=logger,
+                                 mount=mount)  # fmt: skip
         journal.unlink(missing_ok=True)
         return result
 
@@ -326,6 +321,7 @@ def describe(result: ReplicationResult) -> Sequence[str]:
     lines = [f"sent {s.transfer} in {s.seconds:.2f} s" for s in result.sent]
     lines += [f"held {ref} with {SEAL_HOLD}" for ref in result.held]
     lines += [f"updated the g2d metadata of {name}" for name in result.updated]
+    lines += [f"made {name} safe to mount (mountpoint, atime)" for name in result.fixed]
     rep = result.replication
     if not result.sent:
         lines.append(f"{rep.target_root} on {rep.target.host.name} is up to date: nothing sent")

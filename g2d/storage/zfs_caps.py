@@ -5,14 +5,29 @@ dataset that does not exist and read the error. An option the tool lacks fails w
 "invalid option"; one it knows gets as far as looking the dataset up. Nothing is assumed
 from a version number: zfs-fuse (pool version 23) and OpenZFS 2.x differ in dozens of
 places (research/lineage-anchors.md §5.1).
+
+Probing costs a dozen commands, each a round trip over ssh, so the result is kept: in
+memory for the process, and on disk in ``<state_dir>/caps/zfs-<host>.json`` for the next
+one. A kept result is used only while the tool answers ``zfs version`` exactly as it did
+when it was probed (one command): OpenZFS prints its userland and kernel module versions;
+zfs-fuse and other pre-2.0 ZFS have no such command and print their usage instead, the
+list of commands and options, which changes with the tool. Anything else re-probes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
 import re
+from pathlib import Path
 
+from g2d.core.errors import G2dUserError
 from g2d.hosts.base import Host
 from g2d.storage.base import Caps
+
+log = logging.getLogger("g2d.storage.zfs")
 
 PROBE = "g2d-no-such-pool/probe"  # never exists: pool names from g2d's lab have a token
 _PROPERTY_ROW = re.compile(r"^\s+(\S+)\s+(?:YES|NO)\s+(?:YES|NO)\s+(.*)$")
@@ -62,15 +77,75 @@ def version_text(host: Host) -> tuple[str, str]:
 
 
 _probed: dict[tuple[type, str], Caps] = {}
+CACHE_FORMAT = 1
 
 
-def probe_caps(host: Host) -> Caps:
-    """The host's caps, probed once per host (by name) and process: a dozen commands, each
-    a round trip over ssh."""
+def probe_caps(host: Host, *, cache_dir: Path | None = None) -> Caps:
+    """The host's caps: probed once per host (by name) and process, and kept in
+    ``cache_dir`` (default ``<state_dir>/caps``) while ``zfs version`` answers the same."""
     key = (type(host), host.name)
     if key not in _probed:
-        _probed[key] = _probe(host)
+        _probed[key] = cached_caps(host, cache_dir or default_cache_dir())
     return _probed[key]
+
+
+def forget_caps() -> None:
+    """Drop what this process probed (tests: the next call reads the disk cache)."""
+    _probed.clear()
+
+
+def default_cache_dir() -> Path | None:
+    from g2d.settings import load_settings
+
+    try:
+        return load_settings().state_dir / "caps"
+    except G2dUserError as e:  # unusable settings: probe every time rather than fail here
+        log.debug("no caps cache: %s", e)
+        return None
+
+
+def tool_fingerprint(host: Host) -> str:
+    """A digest of what ``zfs version`` answers (exit code and both streams)."""
+    done = host.run(["zfs", "version"], check=False)
+    text = f"{done.returncode}\n{done.stdout.strip()}\n{done.stderr.strip()}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_path(cache_dir: Path, host: Host) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.@:-]", "_", host.name)
+    return cache_dir / f"zfs-{safe}.json"
+
+
+def cached_caps(host: Host, cache_dir: Path | None) -> Caps:
+    """Caps from ``cache_dir`` if they were probed from the tool that answers now; else
+    probed, and written there."""
+    if cache_dir is None:
+        return _probe(host)
+    fingerprint = tool_fingerprint(host)
+    path = cache_path(cache_dir, host)
+    try:
+        kept = json.loads(path.read_text())
+        if kept.get("format") == CACHE_FORMAT and kept.get("fingerprint") == fingerprint:
+            return caps_from_json(kept["caps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: probe
+    caps = _probe(host)
+    entry = {"format": CACHE_FORMAT, "host": host.name, "fingerprint": fingerprint,
+             "caps": caps.to_json()}  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry, indent=1))
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only state dir costs a probe per process, nothing more
+        log.debug("cannot keep the caps of %s in %s: %s", host.name, path, e)
+    return caps
+
+
+def caps_from_json(data: dict[str, object]) -> Caps:
+    fields = dict(data)
+    fields["compression"] = tuple(fields.get("compression") or ())  # type: ignore[arg-type]
+    return Caps(**fields)  # type: ignore[arg-type]
 
 
 def _probe(host: Host) -> Caps:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from g2d.core.plan import Plan
-from g2d.storage.base import SnapRef
+from g2d.storage.base import SnapRef, SnapshotInfo
 from g2d.storage.zfs_props import HOLDS_KEY, Row, check_snapname
 
 if TYPE_CHECKING:
@@ -45,6 +45,28 @@ def hold_plan(z: ZfsBackend, ref: SnapRef, tag: str) -> Plan:
         tags = ",".join(sorted(held | {tag}))
         why = f"record hold tag {tag} in {HOLDS_KEY} (zfs holds cannot list it here)"
         steps.insert(0, z.step(["zfs", "set", f"{HOLDS_KEY}={tags}", str(ref)], why))
+    return Plan.of(title, steps)
+
+
+def hold_many_plan(z: ZfsBackend, snaps: Sequence[SnapshotInfo], tag: str) -> Plan:
+    """``hold_plan`` for several snapshots whose holds the caller has just read: one
+    ``zfs hold`` for all of them (and where ``zfs holds`` cannot list, one ``zfs set`` of
+    ``g2d:holds`` per distinct tag list, before it)."""
+    check_snapname(tag, "hold tag")
+    todo = [s for s in snaps if tag not in s.holds]
+    title = f"hold {len(todo)} snapshot(s) as {tag}"
+    if not todo:
+        return Plan(title)
+    names = [str(s.ref) for s in todo]
+    steps = [z.step(["zfs", "hold", tag, *names], f"hold {', '.join(names)} with tag {tag}")]
+    if not z.caps.list_holds:
+        by_tags: dict[str, list[str]] = {}
+        for s in todo:
+            by_tags.setdefault(",".join(sorted(s.holds | {tag})), []).append(str(s.ref))
+        why = f"record hold tag {tag} in {HOLDS_KEY} (zfs holds cannot list it here)"
+        sets = [z.step(["zfs", "set", f"{HOLDS_KEY}={tags}", *refs], why)
+                for tags, refs in by_tags.items()]  # fmt: skip
+        steps = [*sets, *steps]
     return Plan.of(title, steps)
 
 

@@ -1,4 +1,6 @@
-"""After ``zfs receive -u``: check what arrived, make it safe to mount, mount it.
+"""The stream commands, and after ``zfs receive -u``: check what arrived, make it safe to
+mount (``finish_receive``, one volume; or, for a replication, ``replica_fixes`` on what one
+read of the target shows, every volume in one command per fix).
 
 Post-condition first (zfs_autobackup's lesson: exit codes have been wrong before): the
 snapshot must exist on the receiver with the ``guid`` of the one sent. A cut-off full
@@ -19,9 +21,11 @@ Then two properties, both explained in docs/storage-zfs.md:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from g2d.hosts.base import Host
-from g2d.storage.base import NotFound, SnapRef, SnapshotInfo, StorageError
-from g2d.storage.zfs_props import pool_of, read_rows, snapshot_info
+from g2d.storage.base import Caps, NotFound, SnapRef, SnapshotInfo, StorageError
+from g2d.storage.zfs_props import Row, pool_of, read_rows, snapshot_info
 
 _NATIVE = (
     "type", "guid", "creation", "createtxg", "used", "userrefs", "origin",
@@ -80,3 +84,76 @@ def _refuse_ambiguous_origin(host: Host, name: str, origin: str) -> None:
             f"guid: zfs cannot tell which one the stream meant; removed {name}",
             hint="replicate a lineage to another pool or host",
         )
+
+
+# --- for a replication: the same commands and checks, from reads it makes anyway -------------
+
+
+def send_argv(caps: Caps, ref: SnapRef, base: SnapRef | None = None) -> list[str]:
+    """``ZfsBackend.send_stage``'s command, for a snapshot the caller has just read."""
+    return [
+        "zfs", "send",
+        *(["-p"] if caps.extra.get("send_props") else []),  # carry g2d:* properties
+        *(["-i", str(base)] if base is not None else []),  # a clone: from its origin
+        str(ref),
+    ]  # fmt: skip
+
+
+def receive_argv(caps: Caps, name: str) -> list[str]:
+    """``ZfsBackend.receive_stage``'s command (no force), for a name the caller has just
+    read: a new volume, or one whose newest snapshot the stream starts from."""
+    return [
+        "zfs", "receive",
+        "-u",  # mount nothing: the mountpoint a stream brings is masked first
+        *(["-x", "mountpoint"] if caps.extra.get("recv_exclude") else []),
+        name,
+    ]  # fmt: skip
+
+
+def clear_cut_off(host: Host, name: str) -> bool:
+    """After a failed receive into the new volume ``name``: destroy it if it was left
+    without a snapshot (zfs-fuse and OpenZFS without ``-s`` leave nothing; this makes
+    sure). True if something was removed."""
+    try:
+        rows = read_rows(host, [name], depth=1, native=("type",), user=False)
+    except NotFound:
+        return False
+    if any("@" in n for n in rows):
+        return False
+    host.run(["zfs", "destroy", name])
+    return True
+
+
+def guid_twins(host: Host, pool: str, wanted: Mapping[str, str]) -> dict[str, list[str]]:
+    """For each ``guid -> the snapshot meant`` in ``wanted``: the other snapshots of
+    ``pool`` with that guid (one command). A clone stream names its origin by guid only, so
+    with a twin in the pool which one zfs attaches the clone to is a guess."""
+    # every dataset, not only snapshots: zfs-fuse's `get` has no `-t`
+    done = host.run(["zfs", "get", "-Hp", "-r", "-o", "name,value", "guid", pool])
+    out: dict[str, list[str]] = {}
+    for line in done.lines():
+        if not line:
+            continue
+        snap, guid = line.split("\t")
+        if "@" in snap and guid in wanted and snap != wanted[guid]:
+            out.setdefault(guid, []).append(snap)
+    return out
+
+
+def replica_fixes(rows: Mapping[str, Row], names: Iterable[str]) -> list[list[str]]:
+    """The commands that make received volumes safe to mount (see the module docstring),
+    each for all of ``names`` that need it: a received ``mountpoint`` masked, ``atime``
+    off unless it is off already or set on the replica."""
+    masked, atime = [], []
+    for name in names:
+        row = rows.get(name)
+        if row is None:
+            continue
+        if row.source("mountpoint") == "received":
+            masked.append(name)
+        if row.get("atime") != "off" and row.source("atime") != "local":
+            atime.append(name)
+    return [
+        *([["zfs", "inherit", "mountpoint", *masked]] if masked else []),
+        *([["zfs", "set", "atime=off", *atime]] if atime else []),
+    ]

@@ -11,6 +11,7 @@ half volume and is completed by running the replication again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -31,9 +32,10 @@ from g2d.hosts.base import Host
 from g2d.hosts.local import LocalHost
 from g2d.lab.sshd import SshServer
 from g2d.lab.zfs_fuse import ZfsFuse, ZfsPool, create_pool
+from g2d.storage.apply import apply_plan
 from g2d.storage.base import Backend, BackendKind
 from g2d.storage.lineage import branch_op, create_op, load_lineage, seal_op
-from g2d.storage.lineage_run import LineageWriter, Phases, UnfinishedPlan
+from g2d.storage.lineage_run import LineageWriter, Phases, UnfinishedPlan, title
 from g2d.storage.replicate import (
     ReplicationResult,
     plan_replication,
@@ -60,6 +62,9 @@ class Side:
         return load_lineage(self.backend, self.root)
 
     def path(self, gen: str) -> Path:
+        """Where the volume is mounted; a replica is mounted first (it arrives unmounted)."""
+        if self.backend.mountpoint(self.vol(gen)) is None:
+            self.backend.apply(self.backend.mount_plan(self.vol(gen)))
         mounted = self.backend.mountpoint(self.vol(gen))
         assert mounted, f"{self.vol(gen)} is not mounted"
         return Path(mounted)
@@ -161,6 +166,9 @@ def _replicate_twice_then_unchanged(pair: Pair, seals: tuple[str, str, str]) -> 
     first = pair.replicate()
     assert _kinds(first) == [("g1", TransferKind.full), ("g2", TransferKind.clone),
                              ("g3", TransferKind.clone)]  # fmt: skip
+    if pair.target.backend.kind is BackendKind.zfs:  # as `zfs receive -u` leaves them
+        assert [pair.target.backend.mountpoint(pair.target.vol(g)) for g in ("g1", "g2", "g3")
+                ] == [None, None, None]  # fmt: skip
     _check_replica(pair, seals)
     full = _nbytes(first)
     assert 3 * MIB < full < 4 * MIB, full  # clones: each generation's own 1 MiB, once
@@ -222,7 +230,7 @@ def test_zfs_to_a_pool_over_ssh_from_the_command_line(
     src, dst = pair.source.root, pair.target.root
     assert dry.stdout == textwrap.dedent(f"""\
         plan: replicate {src} on local to {dst} on {name}
-          1. {name}: zfs create -p {dst}  # create {dst}
+          1. {name}: zfs create -p -o atime=off {dst}  # create {dst}
           2. local: zfs send -p {src}/g1@{s1} | {name}: zfs receive -u {dst}/g1  # send {src}/g1@{s1} -> {dst}/g1@{s1} (full stream)
           3. local: zfs send -p -i {src}/g1@{s1} {src}/g2@{s2} | {name}: zfs receive -u {dst}/g2  # send {src}/g2@{s2} -> {dst}/g2@{s2} (clone from its origin from {src}/g1@{s1})
           4. local: zfs send -p -i {src}/g2@{s2} {src}/g3@{s3} | {name}: zfs receive -u {dst}/g3  # send {src}/g3@{s3} -> {dst}/g3@{s3} (clone from its origin from {src}/g2@{s2})
@@ -230,6 +238,7 @@ def test_zfs_to_a_pool_over_ssh_from_the_command_line(
           then: hold {dst}/g2@{s2} with g2d-sealed (sealed)
           then: hold {dst}/g3@{s3} with g2d-sealed (sealed)
           then: set the g2d metadata the streams did not carry (read after them)
+          then: mask a received mountpoint, atime=off (read after them)
         dry run: nothing changed
     """)  # noqa: E501
     assert not pair.target.backend.exists(dst)
@@ -283,6 +292,94 @@ def test_a_cut_off_stream_leaves_nothing_and_the_rerun_completes(
                        intent=intent)  # fmt: skip
     assert len(result.sent) == 3 and not writer.journal_path.exists()
     _check_replica(pair, seals)
+
+
+def test_a_run_killed_after_its_streams_is_finished_by_running_it_again(
+    zfs_pool: ZfsPool, zfs_target: ZfsPool, tmp_path: Path
+) -> None:
+    pair = _zfs_pair(zfs_pool, zfs_target, LocalHost(), tmp_path)
+    seals = pair.three_generations()
+    s, t = pair.source, pair.target
+    # a system root carries its own mountpoint; `send -p` brings it to the receiver
+    own = tmp_path / "g1-own-mountpoint"
+    LocalHost().run(["zfs", "set", f"mountpoint={own}", s.vol("g1")])
+    rep = plan_replication(s.backend, s.root, t.backend, t.root)
+    writer = LineageWriter(t.backend, t.root, pool_of(t.backend, t.root), pair.state_dir)
+    writer.journal_path.parent.mkdir(parents=True, exist_ok=True)
+    intent = "replicate test"
+    # the run as run_replication makes it, killed before its last part (the finishing):
+    # each step is a journaled part, the finishing plan would be part n + 1
+    parts = len(rep.plan.steps) + 1
+    for i, step in enumerate(rep.plan.steps):
+        part = Plan(title(intent, i, parts), (step,))
+        apply_plan(part, _hosts(pair), journal=writer.journal_path)
+    host = t.backend.host
+    assert host.run(["zfs", "get", "-H", "-o", "value,source", "mountpoint", t.vol("g1")]
+                    ).stdout == f"{own}\treceived\n"  # fmt: skip
+    assert host.run(["zfs", "get", "-H", "-o", "value", "userrefs", f"{t.vol('g1')}@{seals[0]}"]
+                    ).stdout == "0\n"  # fmt: skip
+    with pytest.raises(UnfinishedPlan):  # other writers wait for the replication
+        writer.run("seal g1", seal_op(t.backend, t.vol("g1"), _now()))
+    shown = plan_replication(s.backend, s.root, t.backend, t.root).render().splitlines()
+    assert shown[:2] == [f"plan: replicate {s.root} on local to {t.root} on local",
+                         "  (nothing to do)"]  # fmt: skip
+    assert f"  then: zfs inherit mountpoint {t.vol('g1')}" in shown  # what a re-run finishes
+    result = replicate(s.backend, s.root, t.backend, t.root, state_dir=pair.state_dir,
+                       intent=intent, mount=True)  # fmt: skip
+    assert result.sent == () and not writer.journal_path.exists()
+    assert result.fixed == (t.vol("g1"),)
+    assert [str(r) for r in result.held] == [
+        f"{t.vol(g)}@{seal}" for g, seal in zip(("g1", "g2", "g3"), seals, strict=True)
+    ]
+    mounted = host.run(["zfs", "get", "-H", "-o", "value,source", "mountpoint", t.vol("g1")])
+    below = t.vol("g1").removeprefix(zfs_target.name)  # the receiver's own place for it
+    assert mounted.stdout == f"{zfs_target.mountpoint}{below}\tinherited from {zfs_target.name}\n"
+    assert all(t.backend.mountpoint(t.vol(g)) for g in ("g1", "g2", "g3"))  # mount=True
+    _check_replica(pair, seals)
+    again = pair.replicate()
+    assert (again.sent, again.held, again.updated, again.fixed) == ((), (), (), ())
+
+
+def test_an_unchanged_lineage_costs_one_read_of_the_target(
+    zfs_pool: ZfsPool, zfs_target: ZfsPool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pair = _zfs_pair(zfs_pool, zfs_target, LocalHost(), tmp_path)
+    pair.three_generations(size=4096)
+    pair.replicate()
+    caplog.set_level(logging.INFO, logger="g2d.cmd")
+    caplog.clear()
+    assert pair.replicate().sent == ()
+    ran = [r.getMessage() for r in caplog.records if r.name == "g2d.cmd"]
+    src, dst = pair.source.root, pair.target.root
+    assert [line.split(" -o ")[0] for line in ran] == [
+        "local$ zfs get -Hp -r -d 2",  # the source: native properties,
+        "local$ zfs get -Hp -r -d 2",  # then its user properties
+        "local$ zfs get -Hp -r -d 2",  # the target: both, its keys named
+    ]
+    assert [line.rsplit(" ", 1)[1] for line in ran] == [src, src, dst]
+
+
+def test_a_clone_whose_origin_has_a_twin_in_the_target_pool_is_refused_before_sending(
+    zfs_pool: ZfsPool, zfs_target: ZfsPool, tmp_path: Path
+) -> None:
+    pair = _zfs_pair(zfs_pool, zfs_target, LocalHost(), tmp_path)
+    s1, _, _ = pair.three_generations(size=4096)
+    pair.replicate()
+    s, t = pair.source, pair.target
+    other = f"{zfs_target.name}/other"
+    with pytest.raises(ReplicationError) as info:
+        plan_replication(s.backend, s.root, t.backend, other)
+    g2 = pair.source.lineage().generation("g2").snapshots[0].ref
+    assert str(info.value) == (
+        f"cannot replicate {g2} as a clone of {other}/g1@{s1}: {t.vol('g1')}@{s1} in pool "
+        f"{zfs_target.name} has the same guid, and zfs cannot tell which one the stream means"
+    )
+    assert not t.backend.exists(other)
+
+
+def _hosts(pair: Pair) -> dict[str, Host]:
+    s, t = pair.source.backend.host, pair.target.backend.host
+    return {s.name: s, t.name: t}
 
 
 def _cut(step: Step) -> Step:

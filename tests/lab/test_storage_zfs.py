@@ -4,6 +4,8 @@ in test_backend_contract.py."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,9 @@ from g2d.lab.zfs_fuse import ZfsFuse, ZfsPool, create_pool
 from g2d.storage.apply import apply_plan
 from g2d.storage.base import HasDependents, SnapRef, StorageError
 from g2d.storage.zfs import ZfsBackend
+from g2d.storage.zfs_caps import cache_path, forget_caps, probe_caps, tool_fingerprint
+from g2d.storage.zfs_holds import hold_many_plan
+from g2d.storage.zfs_recv import receive_argv, send_argv
 
 HOST = LocalHost()
 
@@ -106,6 +111,75 @@ def test_caps_of_zfs_fuse_come_from_the_tool(lab: Lab) -> None:
             "late_release": True,
         },
     }
+
+
+def _commands(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "g2d.cmd" and "$ " in r.getMessage()
+    ]
+
+
+def test_caps_are_kept_on_disk_until_the_tool_answers_otherwise(
+    lab: Lab, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "caps"
+    caplog.set_level(logging.INFO, logger="g2d.cmd")
+    forget_caps()  # as a new process would start
+    probed = probe_caps(HOST, cache_dir=cache)
+    assert len(_commands(caplog)) > 10  # the probe itself
+    path = cache_path(cache, HOST)
+    assert path == cache / "zfs-local.json"
+    kept = json.loads(path.read_text())
+    assert (kept["host"], kept["fingerprint"]) == ("local", tool_fingerprint(HOST))
+    caplog.clear()
+    forget_caps()  # the next process: one command, to see the tool is the same
+    assert probe_caps(HOST, cache_dir=cache) == probed
+    assert _commands(caplog) == ["local$ zfs version"]
+    # as if the entry was made by another version of the tool: probed again, and rewritten
+    path.write_text(json.dumps({**kept, "fingerprint": "f" * 64}))
+    caplog.clear()
+    forget_caps()
+    assert probe_caps(HOST, cache_dir=cache) == probed
+    assert len(_commands(caplog)) > 10
+    assert json.loads(path.read_text())["fingerprint"] == tool_fingerprint(HOST)
+    path.write_text("{not json")  # a damaged entry is probed over, not trusted
+    forget_caps()
+    assert probe_caps(HOST, cache_dir=cache) == probed
+    assert json.loads(path.read_text())["fingerprint"] == tool_fingerprint(HOST)
+    forget_caps()
+
+
+def test_the_replication_commands_are_the_backends_own(lab: Lab) -> None:
+    g1 = lab.vol("g1")
+    lab.zfs.apply(lab.zfs.create_plan(g1))
+    lab.zfs.apply(lab.zfs.snapshot_plan([g1], "s1"))
+    lab.zfs.apply(lab.zfs.snapshot_plan([g1], "s2"))
+    s1, s2 = SnapRef(g1, "s1"), SnapRef(g1, "s2")
+    caps = lab.zfs.caps
+    assert send_argv(caps, s2, s1) == list(lab.zfs.send_stage(s2, base=s1).argv)
+    assert send_argv(caps, s1) == list(lab.zfs.send_stage(s1).argv)
+    assert receive_argv(caps, lab.vol("new")) == list(lab.zfs.receive_stage(lab.vol("new")).argv)
+
+
+def test_several_snapshots_are_held_in_one_command(lab: Lab) -> None:
+    g1 = lab.vol("g1")
+    lab.zfs.apply(lab.zfs.create_plan(g1))
+    for name in ("s1", "s2", "s3"):
+        lab.zfs.apply(lab.zfs.snapshot_plan([g1], name))
+    s1, s2, s3 = (SnapRef(g1, n) for n in ("s1", "s2", "s3"))
+    lab.zfs.apply(lab.zfs.hold_plan(s1, "g2d-sealed"))
+    lab.zfs.apply(lab.zfs.hold_plan(s2, "replica"))
+    plan = hold_many_plan(lab.zfs, lab.zfs.snapshots(g1), "g2d-sealed")
+    assert [" ".join(s.pipeline[0].argv) for s in plan.steps] == [
+        f"zfs set g2d:holds=g2d-sealed,replica {s2}",  # recorded first: zfs holds is broken
+        f"zfs set g2d:holds=g2d-sealed {s3}",
+        f"zfs hold g2d-sealed {s2} {s3}",
+    ]
+    lab.zfs.apply(plan)
+    assert [s.holds for s in lab.zfs.snapshots(g1)] == [
+        {"g2d-sealed"}, {"g2d-sealed", "replica"}, {"g2d-sealed"},
+    ]  # fmt: skip
+    assert hold_many_plan(lab.zfs, lab.zfs.snapshots(g1), "g2d-sealed").steps == ()
 
 
 def test_hold_tags_are_tracked_although_zfs_holds_is_broken(lab: Lab) -> None:

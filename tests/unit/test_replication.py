@@ -104,3 +104,74 @@ def test_done_unless_round_trips_and_old_journals_still_load() -> None:
     with pytest.raises(ValueError) as info:
         Step("w", (Command("h", ("a",)),), Command("h", ("b",)), (), Command("h", ("c",)))
     assert str(info.value) == "step 'w' has both done_if and done_unless"
+
+
+# --- finishing a replica (g2d.storage.replica_finish, g2d.storage.zfs_recv): pure decisions ---
+
+
+def test_only_volumes_that_need_it_are_fixed_each_fix_one_command() -> None:
+    from g2d.storage.zfs_props import parse_get
+    from g2d.storage.zfs_recv import replica_fixes
+
+    rows = parse_get(
+        "p/r/g1\tmountpoint\t/\treceived\n"  # the sender's own: masked
+        "p/r/g1\tatime\ton\tdefault\n"
+        "p/r/g2\tmountpoint\t/m/r/g2\tinherited from p\n"
+        "p/r/g2\tatime\toff\tinherited from p/r\n"  # off already
+        "p/r/g3\tmountpoint\t/m/r/g3\tinherited from p\n"
+        "p/r/g3\tatime\ton\tlocal\n"  # the replica's own choice: kept
+        "p/r/g4\tmountpoint\t/\treceived\n"
+        "p/r/g4\tatime\ton\treceived\n"
+    )
+    assert replica_fixes(rows, ["p/r/g1", "p/r/g2", "p/r/g3", "p/r/g4", "p/r/gone"]) == [
+        ["zfs", "inherit", "mountpoint", "p/r/g1", "p/r/g4"],
+        ["zfs", "set", "atime=off", "p/r/g1", "p/r/g4"],
+    ]
+    assert replica_fixes(rows, ["p/r/g2", "p/r/g3"]) == []
+
+
+def test_sealed_snapshots_without_the_hold_are_found_by_mark_or_by_source() -> None:
+    from g2d.storage.replica_finish import unheld
+
+    def marked(ref: str, guid: str, meta: dict[str, str], holds: frozenset[str]) -> SnapshotInfo:
+        return SnapshotInfo(SnapRef.parse(ref), guid, 0, None, meta, holds, ())
+
+    src = Side("s", {"g1": vol("s", "g1")},
+               {"g1": (marked("s/g1@a", "1", {}, frozenset({"g2d-sealed"})),
+                       marked("s/g1@b", "2", {}, frozenset()),
+                       marked("s/g1@c", "3", {}, frozenset()))})  # fmt: skip
+    dst = Side("d", {"g1": vol("d", "g1")},
+               {"g1": (marked("d/g1@a", "1", {}, frozenset()),  # sealed at the source
+                       marked("d/g1@b", "2", {}, frozenset()),  # not sealed
+                       marked("d/g1@c", "3", {"g2d:sealed": "x"}, frozenset({"g2d-sealed"})),
+                       marked("d/g1@d", "4", {"g2d:sealed": "y"}, frozenset()))})  # fmt: skip
+    assert [str(s.ref) for s in unheld(src, dst)] == ["d/g1@a", "d/g1@d"]
+
+
+def test_what_arrived_is_checked_against_what_was_sent() -> None:
+    from g2d.core.replication import Transfer
+    from g2d.storage.base import StorageError
+    from g2d.storage.replica_finish import check_arrived
+
+    s, d = source(), "dst/sys"
+    g1, g2 = s.snapshots["g1"][0], s.snapshots["g2"][0]
+    sent = [Transfer(TransferKind.full, g1, None, f"{d}/g1"),
+            Transfer(TransferKind.clone, g2, g1.ref, f"{d}/g2")]  # fmt: skip
+
+    def target(origin: str, g2_snaps: tuple[SnapshotInfo, ...]) -> Side:
+        vols = {"g1": vol(d, "g1"), "g2": vol(d, "g2", origin)}
+        return Side(d, vols, {"g1": (snap(f"{d}/g1@a", "1"),), "g2": g2_snaps})
+
+    check_arrived(target(f"{d}/g1@a", (snap(f"{d}/g2@b", "2"),)), sent, "src/sys")  # as sent
+    cases = [
+        (target(f"{d}/g1@a", ()), "the receive into dst/sys/g2 did not complete: "
+         "dst/sys/g2@b is missing"),
+        (target(f"{d}/g1@a", (snap(f"{d}/g2@b", "77"),)), "dst/sys/g2@b has guid 77, but the "
+         "snapshot sent (src/sys/g2@b) has guid 2"),
+        (target("other/sys/g1@a", (snap(f"{d}/g2@b", "2"),)), "the receive made dst/sys/g2 a "
+         "clone of other/sys/g1@a, not of dst/sys/g1@a"),
+    ]  # fmt: skip
+    for side, message in cases:
+        with pytest.raises(StorageError) as info:
+            check_arrived(side, sent, "src/sys")
+        assert str(info.value) == message
