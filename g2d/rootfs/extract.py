@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ from g2d.core.tar_safety import UnsafeArchive, check_members, parse_listing
 from g2d.hosts.base import Host
 from g2d.hosts.local import LocalHost
 
+log = logging.getLogger(__name__)
+
 TIMEOUT = 3600.0
 # what the handbook's `tar xpf --xattrs-include='*.*' --numeric-owner` keeps, spelled out
 EXTRACT_OPTIONS = (
@@ -33,8 +36,8 @@ EXTRACT_OPTIONS = (
     "--same-owner",
     "--xattrs",
     "--xattrs-include=*.*",  # security.capability, security.selinux, user.pax.flags, ...
-    "--acls",
 )
+ACLS = "--acls"  # only where the root's file system stores POSIX ACLs (see _stores_acls)
 _C_LOCALE = {"LC_ALL": "C"}  # names outside ASCII come out as octal escapes, one way only
 
 
@@ -121,9 +124,10 @@ def extract_stage3(
             raise UnsafeArchive(os.fspath(tarball), refused)
         if not members:
             raise ExtractRefused(os.fspath(tarball), "the archive has no members")
+        acls = [ACLS] if _stores_acls(root, host) else []
         host.run(
             ["tar", "--extract", f"--file={os.fspath(plain)}",
-             f"--directory={os.fspath(root)}", *EXTRACT_OPTIONS],
+             f"--directory={os.fspath(root)}", *EXTRACT_OPTIONS, *acls],
             env=_C_LOCALE, timeout=timeout,
         )  # fmt: skip
     return Extracted(root, tarball, compression, len(members), time.monotonic() - started)
@@ -155,6 +159,20 @@ def _sniff(tarball: Path) -> Compression:
             os.fspath(tarball), "is not a tar archive (nor xz, zstd, gzip or bzip2 of one)"
         )
     return found
+
+
+def _stores_acls(root: Path, host: Host) -> bool:
+    """Whether `root`'s file system takes a POSIX ACL. Where it cannot (zfs-fuse), tar
+    --acls warns once per member: thousands of lines for a stage3, and nothing kept."""
+    probe = os.fspath(root / ".g2d-acl-probe")
+    host.run(["touch", probe])
+    try:
+        stored = host.run(["setfacl", "-m", "u:0:r", probe], check=False).ok
+    finally:
+        host.run(["rm", "-f", probe])
+    if not stored:
+        log.warning("%s stores no POSIX ACLs: extracting without them", root)
+    return stored
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ services, users, profile/timezone/locales. Hostile tarballs are made here, at te
 from __future__ import annotations
 
 import io
+import logging
 import os
 import secrets
 import shutil
@@ -22,6 +23,7 @@ from g2d.core.tar_safety import UnsafeArchive
 from g2d.hosts.local import LocalHost
 from g2d.lab.layout import LabLayout
 from g2d.lab.loopdev import FsType, mount_loop
+from g2d.lab.zfs_fuse import ZfsPool
 from g2d.rootfs.atoms import UnknownAtoms, check_atoms
 from g2d.rootfs.extract import ExtractRefused, extract_stage3
 from g2d.rootfs.patchfiles import PatchReport, copy_patchfiles
@@ -476,3 +478,19 @@ def test_tree_of_lab_packages_loads_as_the_lab_writes_it(lab_world: LabLayout) -
     from g2d.lab.packagesets import set_files
 
     assert load_package_tree(lab_world.packages) == PackageTree(set_files())
+
+
+def test_a_root_that_stores_no_acls_is_extracted_without_them(
+    tmp_path: Path, zfs_pool: ZfsPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # zfs-fuse takes no POSIX ACL: tar --acls would warn once per member (thousands of log
+    # lines for a stage3); the extraction says it once and keeps everything else
+    root = zfs_pool.mountpoint
+    assert root is not None
+    with caplog.at_level(logging.INFO, logger="g2d"):
+        extract_stage3(_xattr_archive(tmp_path), root, scratch=tmp_path)
+    assert f"{root} stores no POSIX ACLs: extracting without them" in caplog.messages
+    assert not [m for m in caplog.messages if "Cannot set POSIX ACLs" in m]
+    assert os.lstat(root / "bin/ping").st_uid == 250  # (zfs-fuse keeps no user xattr either)
+    assert os.lstat(root / "null").st_rdev == os.makedev(1, 3)
+    assert not (root / ".g2d-acl-probe").exists()
