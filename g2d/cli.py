@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, Protocol
 
+import click
 import typer
 from typer.core import TyperGroup
 
@@ -82,8 +83,19 @@ def report_error(error: G2dUserError) -> None:
         typer.echo(f"({error.hint})", err=True)
 
 
+# `g2d --help` lists the verbs in the order an admin meets them, whatever order their
+# modules happened to be imported in
+VERB_ORDER = ("doctor", "settings", "uri", "mirror", "esync", "stage3", "deploy", "update",
+              "lineage", "install", "serve", "lab")  # fmt: skip
+
+
 class G2dGroup(TyperGroup):
     """Rewrites ``key=value`` words for the chosen verb; turns user errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(VERB_ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))  # stable for the rest
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         # the verb is the first word that is not a group option; group options are flags

@@ -24,15 +24,15 @@ WORKING_VERBS = [
     "doctor",
     "settings",
     "uri",
-    "deploy",
-    "update",
+    "mirror",
     "esync",
     "stage3",
+    "deploy",
+    "update",
+    "lineage",
     "install",
-    "mirror",
     "serve",
     "lab",
-    "lineage",
 ]
 G2D = Path(sys.executable).parent / "g2d"
 RELATIVE_ROOT_ERROR = (
@@ -74,6 +74,14 @@ def test_help_lists_exactly_the_working_verbs() -> None:
     r = run("--help")
     assert r.exit_code == 0
     assert listed_verbs(r.stdout) == WORKING_VERBS
+
+
+def test_the_verb_order_does_not_depend_on_which_module_was_imported_first() -> None:
+    # a verb module imported before g2d.cli registers itself after the others
+    code = "import g2d.cli_install, g2d.cli_serve, g2d.cli; g2d.cli.main()"
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert listed_verbs(done.stdout) == WORKING_VERBS
 
 
 def test_help_shows_the_global_options() -> None:
