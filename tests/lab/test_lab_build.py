@@ -64,6 +64,7 @@ def test_every_builder_has_a_step() -> None:
         "g2d.lab.kernel",
         "g2d.lab.keys",
         "g2d.lab.packagesets",
+        "g2d.lab.patchfiles",
         "g2d.lab.releases",
         "g2d.lab.repo",
         "g2d.lab.snapshots",
