@@ -140,8 +140,12 @@ def setup_logging(level: int) -> None:
     handler = _CliLogHandler(sys.stderr)
     fmt = "%(levelname)s %(name)s: %(message)s" if level <= logging.DEBUG else "%(message)s"
     handler.setFormatter(logging.Formatter(fmt))
+    handler.setLevel(level)  # the terminal shows `level` and up
     logger.addHandler(handler)
-    logger.setLevel(level)
+    # the logger itself passes INFO on: a flow run by this CLI keeps every command line in
+    # its Prefect run log, however quiet the terminal is
+    logger.setLevel(min(level, logging.INFO))
+    logger.propagate = False  # the terminal is this handler's; Prefect's console shows only its own
 
 
 @app.callback()

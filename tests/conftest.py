@@ -7,6 +7,7 @@ the one place that rule lives.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,17 @@ def start_or_skip(component: str, start: Callable[[], T]) -> T:
         if os.environ.get("CI") == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def restore_g2d_logger() -> Iterator[None]:
+    """A CLI run (CliRunner) configures the g2d logger; leave it as it was for the tests after."""
+    logger = logging.getLogger("g2d")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -46,6 +47,16 @@ def test_command_and_stderr_lines_reach_the_run_log() -> None:
     token = uuid.uuid4().hex[:8]
     run_id = speak(token)
     messages = _messages(run_id)
+    assert f"local$ sh -c 'echo out-{token}; echo err-{token} >&2'" in messages
+    assert f"local: err-{token}" in messages
+
+
+def test_a_flow_run_from_the_quiet_cli_still_logs_its_commands() -> None:
+    from g2d.cli import setup_logging
+
+    setup_logging(logging.WARNING)  # what `g2d deploy` (no --verbose) sets up before its flow
+    token = uuid.uuid4().hex[:8]
+    messages = _messages(speak(token))
     assert f"local$ sh -c 'echo out-{token}; echo err-{token} >&2'" in messages
     assert f"local: err-{token}" in messages
 
