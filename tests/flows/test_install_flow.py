@@ -194,7 +194,7 @@ def test_prefect_deployment_run_install_saturn(
     serve = subprocess.Popen(SERVE, env=serve_env, stdout=log, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)  # fmt: skip
     try:
-        _wait_for_deployment("install/saturn", serve, 120)
+        _wait_for_deployment("install/saturn", serve, 120, with_parameter="work")
         params = json.dumps({"boot": f"boot=ext4://{disk}:/g1", "approve": True})
         started = time.monotonic()
         run = subprocess.run(
@@ -220,7 +220,11 @@ def test_prefect_deployment_run_install_saturn(
         LOCAL.run(["umount", str(check)])
 
 
-def _wait_for_deployment(name: str, serve: subprocess.Popen[str], timeout: float) -> None:
+def _wait_for_deployment(
+    name: str, serve: subprocess.Popen[str], timeout: float, *, with_parameter: str
+) -> None:
+    """Until `serve` has registered `name` with `with_parameter` set: another test's serve
+    (same session, same server) may have registered it earlier without that parameter."""
     from prefect.exceptions import ObjectNotFound
 
     deadline = time.monotonic() + timeout
@@ -228,8 +232,9 @@ def _wait_for_deployment(name: str, serve: subprocess.Popen[str], timeout: float
         while time.monotonic() < deadline:
             assert serve.poll() is None, f"g2d serve exited with {serve.returncode}"
             try:
-                client.read_deployment_by_name(name)
-                return
+                if with_parameter in client.read_deployment_by_name(name).parameters:
+                    return
             except ObjectNotFound:
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
     raise AssertionError(f"{name} was not registered within {timeout:g} s")
