@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,11 @@ def _kernel_has(fstype: FsType) -> bool:
         return any(line.split()[-1] == fstype.value for line in f if line.strip())
 
 
+def _remove_unmounted(path: Path) -> None:
+    if not os.path.ismount(path):
+        shutil.rmtree(path)
+
+
 def mount_loop(directory: Path, fstype: FsType | str, *, size_mib: int | None = None) -> LoopMount:
     """Make a sparse image in `directory`, put `fstype` on it and mount it beside the image."""
     fstype = FsType(fstype)
@@ -97,7 +103,8 @@ def mount_loop(directory: Path, fstype: FsType | str, *, size_mib: int | None = 
         # (containers), a namespace made later (a chroot, emerge's) would otherwise keep its
         # own copy of the mount, and the loop device busy, after our umount (g2d.hosts.chroot).
         shared.mkdir()
-        undo.callback(shared.rmdir)
+        # whatever a user left beside the mount point (a lock, a staging sibling) goes too
+        undo.callback(_remove_unmounted, shared)
         run(["mount", "--bind", shared, shared])
         undo.callback(run, ["umount", shared])
         run(["mount", "--make-shared", shared])
