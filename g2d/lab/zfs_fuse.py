@@ -168,11 +168,23 @@ def _destroy_pool(zpool: str, name: str, *, busy_for: float = _BUSY_RETRY) -> No
             if "pool is busy" not in exc.tail:
                 raise
             if time.monotonic() > deadline:
-                run([zpool, "export", "-f", name], timeout=120)
+                _force_export(zpool, name)
                 break
             time.sleep(0.2)
     if name in pool_names():
         raise G2dError(f"zpool {name} is still imported after 'zpool destroy'")
+
+
+def _force_export(zpool: str, name: str, *, attempts: int = 20) -> None:
+    # even a forced export can meet "pool is busy" on a loaded machine: a few more tries
+    for attempt in range(attempts):
+        done = run([zpool, "export", "-f", name], timeout=120, check=False)
+        if done.ok or name not in pool_names():
+            return
+        if attempt == attempts - 1:
+            raise CommandFailed("local", [zpool, "export", "-f", name], done.returncode,
+                                done.stderr)  # fmt: skip
+        time.sleep(1.0)
 
 
 def create_pool(
