@@ -21,9 +21,7 @@ ever lands in place.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import errno
 import fcntl
 import logging
 import os
@@ -48,12 +46,11 @@ from g2d.sources.rsync import (
     rsync_tree,
     run_rsync,
 )
+from g2d.sources.tree_swap import swap_tree
 
 log = logging.getLogger("g2d.sources")
 
 INNER_STAGING = ".g2d-sync"  # inside a repository that is a mount point
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
 
 
 @dataclass(frozen=True)
@@ -202,34 +199,10 @@ def _check_staging(
 
 
 def _swap_in(staging: Path, dest: Path) -> None:
-    if not dest.exists():
-        os.rename(staging, dest)
-        return
     for name in LOCAL_ONLY:  # what the mirror never sends stays with the repository
         if (dest / name).exists() and not (staging / name).exists():
             os.rename(dest / name, staging / name)
-    if not _exchange(staging, dest):
-        old = dest.with_name(f".{dest.name}.g2d-old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(dest, old)
-        os.rename(staging, dest)
-        staging = old
-    shutil.rmtree(staging)  # the previous tree, now under the staging name
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically; False where the kernel or file system cannot."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except AttributeError:  # a libc without it (glibc < 2.28)
-        return False
-    ok = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if ok == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), os.fspath(a), None, os.fspath(b))
+    swap_tree(staging, dest)
 
 
 def _copy_over(staging: Path, dest: Path) -> None:
