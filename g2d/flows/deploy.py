@@ -3,11 +3,11 @@
 Every input is checked before anything is made (``check_inputs``). Then a new generation
 (ZFS dataset, btrfs subvolume or directory, by the target) is created in state
 ``building`` with its origin (stage3, profile, kernel, this flow run), the steps of
-``g2d.core.deploy_steps`` run in it, each recorded in ``g2d:deploy-done``, and only when all
-passed is it sealed (``@safe``). A failed step marks it ``failed`` and keeps it for
-inspection (``g2d lineage prune --failed`` removes it). A retried flow run finds the
-generation it made and goes on after its last recorded step. An existing generation is
-never touched. Deployed as ``deploy/local``. docs/deploy.md.
+``g2d.core.deploy_steps`` run in it, the long ones recorded in ``g2d:deploy-done`` as they
+finish, and only when all passed is it sealed (``@safe``), the last record with the seal.
+A failed step marks it ``failed`` and keeps it for inspection (``g2d lineage prune --failed``
+removes it). A retried flow run finds the generation it made and goes on after its last
+recorded step. An existing generation is never touched. Deployed as ``deploy/local``. docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -106,10 +106,10 @@ def deploy(
                 emerges.append(result.detail)
             done = (*done, step)
             found = {**found, **result.metadata}
-            if step.is_checkpoint() or not remaining(done):
+            if step.is_checkpoint() and remaining(done):
                 record(site, volume, {DONE_KEY: render_done(done), **found}, wait)
                 found = {}
-        sealed = seal_generation(site, volume, wait)
+        sealed = seal_generation(site, volume, wait, {DONE_KEY: render_done(done), **found})
     except BaseException:
         mark_state(site, volume, GenState.failed, wait)
         _publish(site, volume, inputs.profile, facts, rows, emerges,

@@ -27,7 +27,7 @@ from g2d.rootfs.portage_files import load_package_tree
 from g2d.settings import load_settings
 from g2d.storage.lineage_site import open_site
 from g2d.tasks.artifacts import artifact_key, publish_lineage_tree
-from g2d.tasks.deploy import record, seal_generation
+from g2d.tasks.deploy import seal_generation
 from g2d.tasks.update import render_portage, snapshot_before, update_boot, update_packages
 
 UPDATABLE = (GenState.building, GenState.sealed)
@@ -92,8 +92,7 @@ def update(
                  f"failed, rolled back to the snapshot taken first: {e}")  # fmt: skip
         raise
     kept = {SITE_PROFILE_KEY: stem} if stem else {}  # so a branch of this one finds it too
-    record(site, volume, {**result.metadata(), **kept}, wait)
-    sealed = seal_generation(site, volume, wait)
+    sealed = seal_generation(site, volume, wait, {**result.metadata(), **kept})
     _publish(site.host_name, volume, rows, emerges, f"sealed: {sealed}")
     publish_lineage_tree(site.load(), site.host_name, description=f"after update of {volume}")
     return {"generation": volume, "snapshot": snap, "sealed": sealed,

@@ -10,26 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from g2d.core.lineage import Generation, Lineage, LineageError, Meta
-from g2d.core.plan import Plan
+from g2d.core.lineage import Generation, Lineage, Meta
 from g2d.storage.base import Backend
+from g2d.storage.lineage import record_plan
 from g2d.storage.lineage_run import Phase, Phases
 
 
 def meta_op(backend: Backend, volume: str, items: Mapping[str, str]) -> Phases:
     """Set ``items`` on ``volume`` (a generation of the lineage)."""
-    values = {k: v for k, v in items.items() if v}  # empty values cannot be ZFS properties
-
-    def make(lineage: Lineage) -> Plan:
-        gen = lineage.generation(volume)
-        if gen.volume is None:
-            raise LineageError(f"cannot record metadata on {volume}: it has no volume")
-        current = gen.volume.meta
-        changed = {k: v for k, v in values.items() if current.get(k) != v}
-        if not changed:
-            return Plan(f"metadata of {volume} is already recorded")
-        return backend.set_meta_plan(volume, changed)
-
+    items = dict(items)
+    make = lambda lineage: record_plan(backend, lineage, volume, items)  # noqa: E731
     return lambda lineage: [Phase(f"record metadata on {volume}", make)]
 
 

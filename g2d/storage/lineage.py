@@ -15,7 +15,7 @@ of the first phase, so a resumed run finishes the same operation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from g2d.core.lineage import (
@@ -84,6 +84,23 @@ def _new_generation(lineage: Lineage, name: GenName | None) -> tuple[GenName, st
     return gen, f"{lineage.root.rstrip('/')}/{gen}"
 
 
+def _values(items: Mapping[str, str] | None) -> dict[str, str]:
+    """``items`` without empty values (a ZFS user property cannot be empty)."""
+    return {k: v for k, v in (items or {}).items() if v}
+
+
+def record_plan(backend: Backend, lineage: Lineage, volume: str, items: Mapping[str, str]) -> Plan:
+    """Set those of ``items`` (empty values left out) the generation does not hold already."""
+    gen = lineage.generation(volume)
+    if gen.volume is None:
+        raise LineageError(f"cannot record metadata on {volume}: it has no volume")
+    current = gen.volume.meta
+    changed = {k: v for k, v in _values(items).items() if current.get(k) != v}
+    if not changed:
+        return Plan(f"metadata of {volume} is already recorded")
+    return backend.set_meta_plan(volume, changed)
+
+
 def _one(why: str, make: Callable[[Lineage], Plan]) -> Phases:
     return lambda lineage: [Phase(why, make)]
 
@@ -91,14 +108,18 @@ def _one(why: str, make: Callable[[Lineage], Plan]) -> Phases:
 # --- create and branch -----------------------------------------------------------------------
 
 
-def create_op(backend: Backend, name: GenName | None, origin: Origin, when: datetime) -> Phases:
-    """A base generation (``g1`` of a new lineage), state building."""
+def create_op(
+    backend: Backend, name: GenName | None, origin: Origin, when: datetime,
+    extra: Mapping[str, str] | None = None,
+) -> Phases:  # fmt: skip
+    """A base generation (``g1`` of a new lineage), state building; ``extra``: more ``g2d:*``
+    keys set by the same command (a flow's own records, one pool write fewer)."""
 
     def make(lineage: Lineage) -> Plan:
         gen, volume = _new_generation(lineage, name)
         meta = _meta({Meta.gen: str(gen), Meta.state: GenState.building.value,
                       Meta.created: utc_stamp(when)}) | origin.to_meta()  # fmt: skip
-        return backend.create_plan(volume, meta)
+        return backend.create_plan(volume, {**_values(extra), **meta})
 
     return _one("create the generation", make)
 
@@ -126,9 +147,12 @@ def branch_op(
 # --- seal ------------------------------------------------------------------------------------
 
 
-def seal_op(backend: Backend, volume: str, when: datetime) -> Phases:
+def seal_op(
+    backend: Backend, volume: str, when: datetime, extra: Mapping[str, str] | None = None
+) -> Phases:
     """A snapshot with a lineage-unique name carrying the seal mark; then the seal's hold on
-    it and the generation's state sealed."""
+    it and the generation's state sealed. ``extra``: ``g2d:*`` keys set on the generation
+    before the snapshot (a flow's last record, in the same operation)."""
 
     def phases(lineage: Lineage) -> list[Phase]:
         gen = lineage.generation(volume)
@@ -140,9 +164,12 @@ def seal_op(backend: Backend, volume: str, when: datetime) -> Phases:
             )
         snap = lineage.new_snapshot_name(name, when)
         mark = _meta({Meta.sealed: utc_stamp(when), Meta.gen: str(name)})
+        record = _values(extra)
         return [
             Phase(f"snapshot {vol}@{snap} marked sealed",
-                  lambda _: backend.snapshot_plan([vol], snap, mark)),
+                  lambda now: Plan(f"seal {vol}@{snap}", _steps(
+                      record_plan(backend, now, volume, record),
+                      backend.snapshot_plan([vol], snap, mark)))),
             Phase(f"hold {vol}@{snap} with {SEAL_HOLD}; mark {name} sealed",
                   lambda now: seal_finish_plan(backend, now, volume)),
         ]  # fmt: skip

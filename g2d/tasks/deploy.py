@@ -47,13 +47,13 @@ def deploy_step(step: DeployStep, inputs: DeployInputs, root: Path, logs: Path) 
 def create_generation(
     site: LineageSite, name: GenName, origin: Origin, meta: Mapping[str, str], wait: float
 ) -> str:
-    """A new generation in state building, with its origin; then ``meta`` on it."""
+    """A new generation in state building, with its origin and ``meta``, in one change."""
     volume = f"{site.root.rstrip('/')}/{name}"
     words = ["create", str(generation_target(site, volume))]
     words += [f"--{k}={v}" for k, v in (("stage3", origin.stage3), ("profile", origin.profile),
               ("kernel", origin.kernel), ("flow-run", origin.flow_run)) if v]  # fmt: skip
-    apply_lineage(site, shlex.join(words), create_op(site.backend, name, origin, _now()), wait)
-    record(site, volume, meta, wait)
+    apply_lineage(site, shlex.join(words), create_op(site.backend, name, origin, _now(), meta),
+                  wait)  # fmt: skip
     return volume
 
 
@@ -69,11 +69,15 @@ def mark_state(site: LineageSite, volume: str, state: GenState, wait: float) -> 
     apply_lineage(site, intent, set_state_op(site.backend, volume, state), wait)
 
 
-def seal_generation(site: LineageSite, volume: str, wait: float) -> str:
-    """``g2d lineage seal``: a sealed snapshot (the new ``@safe``); its name."""
+def seal_generation(
+    site: LineageSite, volume: str, wait: float, meta: Mapping[str, str] | None = None
+) -> str:
+    """``g2d lineage seal``: a sealed snapshot (the new ``@safe``); its name. ``meta``: the
+    flow's last record, set on the generation by the same operation (a pool write fewer:
+    seconds on a busy pool)."""
     target = generation_target(site, volume)
     apply_lineage(site, shlex.join(["seal", str(target)]),
-                  seal_op(site.backend, volume, _now()), wait)  # fmt: skip
+                  seal_op(site.backend, volume, _now(), meta), wait)  # fmt: skip
     newest = site.load().generation(volume).newest_sealed
     return str(newest.ref) if newest else ""
 
