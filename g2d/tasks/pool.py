@@ -2,9 +2,11 @@
 
 ``pool_writer(host, pool)`` holds a slot of the global concurrency limit
 ``pool:<host>:<pool>`` (limit 1) for the ``with`` body. It creates the limit when it is
-missing and acquires it with ``strict=True``: without ``strict`` a missing limit only logs a
-warning and guards nothing. g2d's own ``pool_lock`` (an flock, taken inside by
-``LineageWriter``) stays underneath: it also excludes writers started without Prefect.
+missing and takes a lease on its slot as ``concurrency(strict=True)`` would (without
+``strict`` a missing limit only logs a warning and guards nothing), through
+``pool_lease``, which does not wait 2 s each time a server on SQLite is busy. g2d's own
+``pool_lock`` (an flock, taken inside by ``LineageWriter``) stays underneath: it also
+excludes writers started without Prefect.
 
 Prefect refuses ``/ % & < >`` in limit names, so other characters than letters, digits and
 ``@.+-_:`` are written ``~XX`` (UTF-8 bytes in hex): ``/srv/roots`` becomes
@@ -17,12 +19,12 @@ import string
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from g2d.core.errors import G2dUserError
+from g2d.tasks.pool_lease import LeaseTimeout, acquire_lease, release_lease, renewing
 
 POOL_LIMIT = 1  # one writer per pool
 LEASE_SECONDS = 300  # renewed in the background while the writer runs, so hours are fine
@@ -50,10 +52,14 @@ def pool_limit_name(host: str, pool: str) -> str:
     return f"pool:{_escape(host)}:{_escape(pool)}"
 
 
-def ensure_pool_limit(name: str, limit: int = POOL_LIMIT) -> bool:
+def ensure_pool_limit(
+    name: str, client: SyncPrefectClient | None = None, limit: int = POOL_LIMIT
+) -> bool:
     """Create the global concurrency limit ``name`` unless it exists; True if created.
     An existing limit is left as the site configured it."""
-    with get_client(sync_client=True) as client:
+    with ExitStack() as opened:
+        if client is None:
+            client = opened.enter_context(get_client(sync_client=True))
         try:
             client.read_global_concurrency_limit_by_name(name)
             return False
@@ -73,13 +79,14 @@ def pool_writer(host: str, pool: str, *, wait: float | None = None) -> Iterator[
     """Hold ``pool:<host>:<pool>`` for the body; wait at most ``wait`` seconds for it
     (None: as long as it takes), then raise PoolBusy. Yields the limit's name."""
     name = pool_limit_name(host, pool)
-    ensure_pool_limit(name)
-    slot = concurrency(
-        name, occupy=1, timeout_seconds=wait, strict=True, lease_duration=LEASE_SECONDS
-    )
-    with ExitStack() as held:
+    with get_client(sync_client=True) as client:
+        ensure_pool_limit(name, client)
         try:
-            held.enter_context(slot)
-        except TimeoutError:
+            lease = acquire_lease(client, name, LEASE_SECONDS, wait)
+        except LeaseTimeout:
             raise PoolBusy(host, pool, name, wait or 0.0) from None
-        yield name
+        try:
+            with renewing(lease, LEASE_SECONDS):
+                yield name
+        finally:
+            release_lease(client, lease)
