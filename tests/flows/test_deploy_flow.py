@@ -24,6 +24,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from g2d.core.deploy_steps import DeployStep
 from g2d.core.lineage import GenState
 from g2d.hosts.local import LocalHost
 from g2d.lab.keys import ensure_keys
@@ -37,6 +38,7 @@ from g2d.storage.lineage_site import open_site
 
 HOST = LocalHost()
 LINKED = ("binpkgs", "distfiles", "kernels", "patchfiles")
+ALL_STEPS = [str(s) for s in DeployStep]
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,30 @@ def run_deploy(dom0: Dom0, build: str, work: str, **kw: object):
 
     return deploy(build, work, dom0_root=str(dom0.root), release_keys=[str(dom0.release_key)],
                   return_state=True, **kw)  # fmt: skip
+
+
+def retry_flow_run(run_id: uuid.UUID):
+    """Run a failed flow run again under the same id, as a runner does after the UI's Retry
+    (the run is set to AwaitingRetry, then executed with its stored parameters)."""
+    from prefect.flow_engine import run_flow
+    from prefect.states import AwaitingRetry
+
+    from g2d.flows.deploy import deploy
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, AwaitingRetry(), force=True)
+        flow_run = client.read_flow_run(run_id)
+    return run_flow(deploy, flow_run=flow_run, parameters=flow_run.parameters,
+                    return_type="state")  # fmt: skip
+
+
+def latest_report(run_id: uuid.UUID) -> str:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    reports = [a for a in found if (a.key or "").startswith("deploy-")]
+    return str(max(reports, key=lambda a: a.created).data)
 
 
 def failure(state) -> str:
@@ -331,6 +357,23 @@ def test_a_failed_deploy_is_marked_failed_and_kept_in_a_plain_directory(
     assert "| app-misc/breakme-1.0 | built |  |  | **failed** |" in report
     assert mounts_under(lineage) == []
 
+    # the site fixes its package set and retries the same flow run (the UI's Retry): the run
+    # finds its own g1, goes on after extract, and seals it; nothing else is created
+    (dom0.packages / "23.0/openrc.uses").write_text("")
+    state = retry_flow_run(run_id)
+    assert state.is_completed(), state
+    g1 = open_site(str(lineage), state_dir=env).load().generation("g1")
+    assert (g1.state, g1.meta["g2d:deploy-done"], g1.meta["g2d:flow-run"]) == (
+        GenState.sealed,
+        ",".join(ALL_STEPS),
+        str(run_id),
+    )
+    assert "app-misc/breakme-1.0" in installed(lineage / "g1")
+    assert [g.key for g in open_site(str(lineage), state_dir=env).load().generations] == ["g1"]
+    report = latest_report(run_id)
+    assert "| extract | skipped (done before) |" in report, report
+    assert mounts_under(lineage) == []
+
     # a stage3 with a `../` member, signed and listed: refused before anything is written
     bad = hostile_release(variant_dom0(dom0_base, tmp_path / "dom0-hostile"), tmp_path / "gpg")
     state = run_deploy(bad, "openrc", str(lineage))
@@ -342,7 +385,7 @@ def test_a_failed_deploy_is_marked_failed_and_kept_in_a_plain_directory(
     g2 = open_site(str(lineage), state_dir=env).load().generation("g2")
     assert g2.state is GenState.failed and list((lineage / "g2").iterdir()) == []
     assert not (tmp_path / "escaped").exists() and not (lineage / "escaped").exists()
-    assert open_site(str(lineage), state_dir=env).load().generation("g1").state is GenState.failed
+    assert open_site(str(lineage), state_dir=env).load().generation("g1").state is GenState.sealed
     assert mounts_under(lineage) == []
 
 
