@@ -29,6 +29,7 @@ from g2d.core.lineage import GenState
 from g2d.hosts.local import LocalHost
 from g2d.lab.keys import ensure_keys
 from g2d.lab.layout import LabLayout
+from g2d.lab.loopdev import FsType, mount_loop
 from g2d.lab.releases import digests_text
 from g2d.lab.zfs_fuse import ZfsFuse, create_pool
 from g2d.rootfs.kernel import current_kernel
@@ -387,6 +388,30 @@ def test_a_failed_deploy_is_marked_failed_and_kept_in_a_plain_directory(
     assert not (tmp_path / "escaped").exists() and not (lineage / "escaped").exists()
     assert open_site(str(lineage), state_dir=env).load().generation("g1").state is GenState.sealed
     assert mounts_under(lineage) == []
+
+
+def test_a_deploy_onto_btrfs_seals_a_read_only_snapshot(
+    dom0_base: Dom0, env: Path, tmp_path: Path, start_component: Any
+) -> None:
+    """The third backend: the generation a subvolume, its seal a read-only snapshot."""
+    mounted = start_component("btrfs on a loop device", lambda: mount_loop(
+        tmp_path / "btrfs", FsType.btrfs, size_mib=2048))  # fmt: skip
+    with mounted:
+        lineage = mounted.mountpoint / "sys"
+        lineage.mkdir()
+        state = run_deploy(dom0_base, "openrc", str(lineage))
+        assert state.is_completed(), state.message
+        out = state.result()
+        assert (out["generation"], out["state"]) == (f"{lineage}/g1", "sealed")
+        gen = open_site(str(lineage), state_dir=env).load().generation("g1")
+        assert gen.state is GenState.sealed and gen.newest_sealed is not None
+        assert gen.meta["g2d:deploy-done"] == ",".join(ALL_STEPS)
+        read_only = HOST.run(["btrfs", "subvolume", "list", "-r", mounted.mountpoint]).stdout
+        paths = [line.rpartition(" path ")[2] for line in read_only.splitlines()]
+        assert [p for p in paths if p.endswith(f"/{gen.newest_sealed.ref.name}")] != [], paths
+        assert "sys/g1" not in paths  # the generation itself stays writable
+        assert "app-misc/hello-1.0" in installed(lineage / "g1")
+        assert mounts_under(lineage) == []
 
 
 def test_the_cli_dry_run_checks_the_inputs_and_prints_the_plan(
