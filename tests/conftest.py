@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from g2d.lab.build import LabBusy, build_lab
+from g2d.lab.build import BuildReport, LabBusy, build_lab
 from g2d.lab.daemons import HttpServer, RsyncDaemon, start_http_server, start_rsync_daemon
 from g2d.lab.errors import ComponentUnavailable
 from g2d.lab.layout import LabLayout
@@ -140,22 +140,28 @@ def rsync_daemon(tmp_path: Path) -> Iterator[RsyncDaemon]:
 
 
 @pytest.fixture(scope="session")
-def lab_world() -> LabLayout:
-    """The full lab (`g2d lab build`), in $G2D_TEST_LAB or ./state/test-lab.
-
-    Built once (about 3 minutes cold); the build's stamps make later sessions take a second.
-    Tests read it and never change it: they copy what they would modify."""
+def lab_world_build() -> tuple[LabLayout, BuildReport]:
+    """The full lab (`g2d lab build`), in $G2D_TEST_LAB or ./state/test-lab, and the report of
+    this session's build of it: every step built on a clean checkout (CI), every step cached
+    when an earlier session built it."""
     root = Path(os.environ.get("G2D_TEST_LAB") or REPO / "state" / "test-lab")
     layout = LabLayout(root)
     deadline = time.monotonic() + 900
     while True:  # another session (or `g2d lab build`) may be building the same lab
         try:
-            start_or_skip("the lab", lambda: build_lab(layout))
-            return layout
+            return layout, start_or_skip("the lab", lambda: build_lab(layout))
         except LabBusy:
             if time.monotonic() > deadline:
                 raise
             time.sleep(2)
+
+
+@pytest.fixture(scope="session")
+def lab_world(lab_world_build: tuple[LabLayout, BuildReport]) -> LabLayout:
+    """The full lab, built once (about 3 minutes cold); the build's stamps make later
+    sessions take a second. Tests read it and never change it: they copy what they would
+    modify."""
+    return lab_world_build[0]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ Every input is checked before anything is made (``check_inputs``). Then a new ge
 finish, and only when all passed is it sealed (``@safe``), the last record with the seal.
 A failed step marks it ``failed`` and keeps it for inspection (``g2d lineage prune --failed``
 removes it). A retried flow run finds the generation it made and goes on after its last
-recorded step. An existing generation is never touched. Deployed as ``deploy/local``. docs/deploy.md.
+recorded step. An existing generation is never touched. Deployed as ``deploy/local``.
+docs/deploy.md.
 """
 
 from __future__ import annotations

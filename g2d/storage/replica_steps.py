@@ -5,6 +5,8 @@ root's creation, and the refusal of a clone whose origin has a twin in the targe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from g2d.core.plan import Command, Step
 from g2d.core.replication import (
     ReplicationError,
@@ -15,25 +17,27 @@ from g2d.core.replication import (
     leaf_of,
 )
 from g2d.storage.base import Backend, BackendKind, SnapRef
-from g2d.storage.sense import pool_of
 
 
-def refuse_guid_twins(src: Side, target: Backend, dst: Side, todo: ReplicationSet) -> None:
+def refuse_guid_twins(
+    src: Side, dst: Side, todo: ReplicationSet, pool: str,
+    guids: Callable[[], Iterable[tuple[str, str]]],
+) -> None:  # fmt: skip
     """zfs finds a clone stream's origin by guid; where the target pool holds another
     snapshot with that guid (an original and its copy), which one it takes is a guess. A
-    lineage with a guessed parent is worse than none: refused before anything is sent."""
+    lineage with a guessed parent is worse than none: refused before anything is sent.
+    ``guids``: the target pool's (snapshot, guid) pairs, asked for only when a clone is sent."""
     from g2d.storage.zfs_recv import guid_twins
 
     wanted: dict[str, tuple[str, Transfer]] = {}
-    guids = {str(s.ref): s.guid for snaps in src.snapshots.values() for s in snaps}
+    by_ref = {str(s.ref): s.guid for snaps in src.snapshots.values() for s in snaps}
     for t in todo.transfers:
-        if t.kind is TransferKind.clone and t.base is not None and str(t.base) in guids:
+        if t.kind is TransferKind.clone and t.base is not None and str(t.base) in by_ref:
             leaf = leaf_of(src.root, t.base.volume) or ""
-            wanted[guids[str(t.base)]] = (f"{dst.volume_name(leaf)}@{t.base.name}", t)
+            wanted[by_ref[str(t.base)]] = (f"{dst.volume_name(leaf)}@{t.base.name}", t)
     if not wanted:
         return
-    pool = pool_of(target, dst.root)
-    twins = guid_twins(target.host, pool, {g: meant for g, (meant, _) in wanted.items()})
+    twins = guid_twins(guids(), {g: meant for g, (meant, _) in wanted.items()})
     for guid, others in twins.items():
         meant, t = wanted[guid]
         raise ReplicationError(

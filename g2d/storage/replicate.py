@@ -27,10 +27,12 @@ the whole target), and other writers of that pool are refused until it did.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import shlex
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,10 +172,17 @@ def plan_replication(
     """Read both sides; plan what the target lacks. Changes nothing."""
     check_pair(source, source_root, target, target_root)
     src = read_side(source, source_root)
-    dst, rows = read_target(target, target_root, source_keys(src))
-    todo = plan_transfers(src, dst)
-    if target.kind is BackendKind.zfs:
-        refuse_guid_twins(src, target, dst, todo)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2d-guids") as reader:
+        guids = None
+        if target.kind is BackendKind.zfs:  # read beside the target: a round trip less
+            from g2d.storage.zfs_recv import read_guids
+
+            pool = pool_of(target, target_root)
+            guids = reader.submit(contextvars.copy_context().run, read_guids, target.host, pool)
+        dst, rows = read_target(target, target_root, source_keys(src))
+        todo = plan_transfers(src, dst)
+        if guids is not None:
+            refuse_guid_twins(src, dst, todo, pool, guids.result)
     steps: list[Step] = []
     present = dst.present if dst.present is not None else root_exists(target, target_root)
     if todo.transfers and not present:

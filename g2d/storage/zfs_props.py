@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from g2d.core.errors import CommandFailed
 from g2d.hosts.base import Host
 from g2d.hosts.runner import Completed
+from g2d.hosts.together import run_together
 from g2d.storage.base import META_KEY, NotFound, SnapRef, SnapshotInfo, StorageError
 
 # pool names start with a letter; no component may start with '-' (it would read as an option)
@@ -173,15 +174,17 @@ def read_rows(
         *(["-d", str(depth)] if depth is not None else []),
     ]
     columns = ["-o", "name,property,value,source"]
-    rows: dict[str, Row] = {}
     wanted = ",".join(native)
-    for which in [*([wanted] if wanted else []), *(["all"] if user else [])]:
-        argv = [
+    argvs = [
+        [
             "zfs", "get", "-Hp", *scope, *columns,
             *(["-s", "local,received"] if which == "all" else []),   # user properties
             which, *targets,
-        ]  # fmt: skip
-        done = host.run(argv, check=False)
+        ]
+        for which in [*([wanted] if wanted else []), *(["all"] if user else [])]
+    ]  # fmt: skip
+    rows: dict[str, Row] = {}
+    for done in run_together(host, argvs):
         if not done.ok:
             raise failed(done, targets[0] if len(targets) == 1 else ", ".join(targets))
         parse_get(done.stdout, rows)

@@ -124,18 +124,21 @@ def clear_cut_off(host: Host, name: str) -> bool:
     return True
 
 
-def guid_twins(host: Host, pool: str, wanted: Mapping[str, str]) -> dict[str, list[str]]:
-    """For each ``guid -> the snapshot meant`` in ``wanted``: the other snapshots of
-    ``pool`` with that guid (one command). A clone stream names its origin by guid only, so
-    with a twin in the pool which one zfs attaches the clone to is a guess."""
+def read_guids(host: Host, pool: str) -> list[tuple[str, str]]:
+    """(snapshot, guid) for every snapshot of ``pool`` (one command)."""
     # every dataset, not only snapshots: zfs-fuse's `get` has no `-t`
     done = host.run(["zfs", "get", "-Hp", "-r", "-o", "name,value", "guid", pool])
+    pairs = (line.split("\t") for line in done.lines() if line)
+    return [(name, guid) for name, guid in pairs if "@" in name]
+
+
+def guid_twins(guids: Iterable[tuple[str, str]], wanted: Mapping[str, str]) -> dict[str, list[str]]:
+    """For each ``guid -> the snapshot meant`` in ``wanted``: the other snapshots (of
+    ``read_guids``) with that guid. A clone stream names its origin by guid only, so with a
+    twin in the pool which one zfs attaches the clone to is a guess."""
     out: dict[str, list[str]] = {}
-    for line in done.lines():
-        if not line:
-            continue
-        snap, guid = line.split("\t")
-        if "@" in snap and guid in wanted and snap != wanted[guid]:
+    for snap, guid in guids:
+        if guid in wanted and snap != wanted[guid]:
             out.setdefault(guid, []).append(snap)
     return out
 
