@@ -86,6 +86,39 @@ class Step:
         return f"{text}  # {self.why}"
 
 
+def chained(steps: Sequence[Step]) -> list[Step]:
+    """Runs of single-command steps on one host without done checks or undo, each as one
+    ``sh -c 'a && b && ...'`` step: one command on that host instead of one each (over ssh,
+    a round trip each). The chain stops at the first failure; running it again must be safe,
+    so only commands that may run twice go before the last of a run (``zfs set``,
+    ``zfs inherit``)."""
+    out: list[Step] = []
+    run: list[Step] = []
+
+    def flush() -> None:
+        if len(run) > 1:
+            host = run[0].pipeline[0].host
+            script = " && ".join(shlex.join(s.pipeline[0].argv) for s in run)
+            why = "; ".join(s.why for s in run)
+            out.append(Step.run(host, ["sh", "-c", script], why))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for step in steps:
+        plain = (len(step.pipeline) == 1 and step.done_if is None and step.done_unless is None
+                 and not step.undo)  # fmt: skip
+        if plain and run and step.pipeline[0].host != run[0].pipeline[0].host:
+            flush()
+        if plain:
+            run.append(step)
+        else:
+            flush()
+            out.append(step)
+    flush()
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What an operation will do, in order; printable, comparable, serialisable."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from g2d.core.lineage import SEAL_HOLD, Meta
-from g2d.core.plan import Plan, Step
+from g2d.core.plan import Plan, Step, chained
 from g2d.core.replication import Side, Transfer, TransferKind, leaf_of
 from g2d.storage.base import Backend, BackendKind, SnapRef, SnapshotInfo, StorageError
 
@@ -128,7 +128,9 @@ def finish_plan(
     updates = meta_updates(source, after)
     steps += _meta_steps(target, updates)
     todo = unheld(source, after)
-    steps += _hold_steps(target, todo)
+    steps += _hold_steps(target, todo)  # last: a hold is the one change not safe to repeat
+    if target.kind is BackendKind.zfs:
+        steps = chained(steps)  # one command on the target, not one per change
     if mount and target.kind is BackendKind.zfs:
         steps += _mount_steps(target, rows, names)
     held = tuple(s.ref for s in todo)
