@@ -106,9 +106,11 @@ def _raw_script(source: Lineage, target_root: str, recv: list[str]) -> str:
 
 
 def _replication(source: Lineage, target: Backend, pool: str, via: list[str], label: str,
-                 state: Path, repeat: int = 2) -> list[Comparison]:  # fmt: skip
+                 state: Path, repeat: int = 4) -> list[Comparison]:  # fmt: skip
     """Alternating runs into fresh roots; each copy is destroyed before the next run, since
-    two copies in one pool share guids and a clone's origin would be ambiguous."""
+    two copies in one pool share guids and a clone's origin would be ambiguous. The best of
+    four on each side: a zfs-fuse stream's time varies by +-10 % from run to run (its
+    transaction group syncs), as much as g2d's fixed cost, which the ratio is meant to show."""
     local = backend_class(BackendKind.zfs)(LocalHost())
     g2d_s, raw_s = float("inf"), float("inf")
     target.caps  # noqa: B018 - probed (or read from the state dir) before the clock starts
