@@ -250,6 +250,29 @@ def test_zfs_to_a_pool_over_ssh_from_the_command_line(
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout == render_tree(pair.target.lineage(), sizes=False)
 
+    # and back: from the remote copy into a third pool here, again as clones of the copies
+    with create_pool(tmp_path / "zfs-vdevs-3", mountpoint=tmp_path / "zfs-mnt-3") as third:
+        back = f"{third.name}/sys"
+        done = g2d("replicate", remote, f"zfs://{back}")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1].startswith("3 stream(s) in ")
+        home = Side(pair.source.backend, back)
+        assert _tree(home) == _tree(pair.source)
+        host = home.backend.host
+        assert _zfs_origin(host, home.vol("g1")) == "-"
+        assert _zfs_origin(host, home.vol("g2")) == f"{home.vol('g1')}@{s1}"
+        assert _zfs_origin(host, home.vol("g3")) == f"{home.vol('g2')}@{s2}"
+        lineage = home.lineage()
+        for gen, seal in (("g1", s1), ("g2", s2), ("g3", s3)):
+            sealed = lineage.generation(gen).sealed
+            assert [s.name for s in sealed] == [seal]
+            assert SEAL_HOLD in sealed[0].info.holds
+        # g2d:parent keeps the first source's name over both trips; the guid finds the copy
+        assert home.backend.get_meta(home.vol("g3"))[Meta.parent] == f"{src}/g2@{s2}"
+        parent = lineage.parent(lineage.generation("g3"))
+        assert parent is not None and str(parent.ref) == f"{back}/g2@{s2}"
+        assert (home.path("g3") / "g3").read_bytes() == (pair.source.path("g3") / "g3").read_bytes()
+
 
 def test_a_remote_target_needs_its_host_key_pinned(
     zfs_pool: ZfsPool, sshd: SshServer, tmp_path: Path
