@@ -24,7 +24,7 @@ from pathlib import Path
 from g2d.core.errors import CommandFailed, G2dUserError
 from g2d.core.lineage import Lineage, Snap
 from g2d.core.plan import Command, Step
-from g2d.core.replication import Side, plan_transfers
+from g2d.core.replication import Side, leaf_of, plan_transfers
 from g2d.core.uri import FsKind, Target
 from g2d.hosts.base import Host
 from g2d.hosts.pipeline import Stage, run_pipeline
@@ -42,6 +42,7 @@ from g2d.storage.lineage import load_lineage
 from g2d.storage.plain_layout import VolPath
 from g2d.storage.plain_stream import receive_argv
 from g2d.storage.replica_side import read_side
+from g2d.storage.replica_steps import send_argv
 from g2d.storage.replicate import replicate
 from g2d.storage.sense import backend_class, backend_for
 
@@ -231,23 +232,45 @@ def lineage_roots(source: Source, name: str) -> tuple[str, str]:
     return src_root, dst_root
 
 
+def lineage_side(lineage: Lineage) -> Side:
+    """The lineage as a replication side (``read_side`` reads the same), from the read that
+    resolved the source: no second round of queries to the source host."""
+    volumes = {
+        leaf: g.volume for g in lineage.generations
+        if g.volume is not None and (leaf := leaf_of(lineage.root, g.volume.name))
+    }  # fmt: skip
+    snapshots: dict[str, list[SnapshotInfo]] = {leaf: [] for leaf in volumes}
+    for g in lineage.generations:
+        for snap in g.snapshots:
+            leaf = leaf_of(lineage.root, snap.ref.volume)
+            if leaf in snapshots:
+                snapshots[leaf].append(snap.info)
+    return Side(lineage.root, volumes, {k: tuple(v) for k, v in snapshots.items()}, True)
+
+
 def lineage_steps(source: Source, dest: Backend, name: str) -> list[Step]:
     """The transfers a replication into an empty target would run (for the plan shown; the
-    replication plans again once the target exists)."""
-    src_root, dst_root = lineage_roots(source, name)
-    todo = plan_transfers(read_side(source.backend, src_root), Side(dst_root, {}, {}))
+    replication reads both sides and plans again once the target exists)."""
+    _, dst_root = lineage_roots(source, name)
+    todo = plan_transfers(lineage_side(source.lineage), Side(dst_root, {}, {}))
     steps = []
     for t in todo.transfers:
-        send = source.backend.send_stage(t.snap.ref, base=t.base)
         recv = _predicted_receive(dest.kind, t.target)
-        pipeline = (Command(send.host.name, send.argv), Command(dest.host.name, tuple(recv)))
+        pipeline = (Command(source.host.name, send_argv(source.backend, t)),
+                    Command(dest.host.name, tuple(recv)))  # fmt: skip
         steps.append(Step(f"send {t}", pipeline))
     return steps
 
 
-def receive_lineage(source: Source, dest: Backend, name: str, state_dir: Path) -> None:
+def read_source_side(source: Source) -> Side:
+    """The source lineage as the replication reads it (``read_side``)."""
+    return read_side(source.backend, source.ref.volume.rpartition("/")[0])
+
+
+def receive_lineage(source: Source, dest: Backend, name: str, state_dir: Path,
+                    source_side: Side | None = None) -> None:  # fmt: skip
     """Replicate the source's lineage to the target root (resumable: a re-run sends what
-    the target still lacks)."""
+    the target still lacks). ``source_side``: ``read_source_side`` made by the caller."""
     src_root, dst_root = lineage_roots(source, name)
     replicate(source.backend, src_root, dest, dst_root, state_dir=state_dir,
-              intent=f"install lineage {source} {name}")  # fmt: skip
+              intent=f"install lineage {source} {name}", source_side=source_side)  # fmt: skip

@@ -15,11 +15,13 @@ are not repeated then: the disk holds what the earlier run wrote.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from g2d.core.errors import CommandFailed, G2dUserError
 from g2d.core.lineage import utc_stamp
 from g2d.core.partition_plan import DiskIds, DiskLayout, Encryption, ZfsFeatures, partition_plan
 from g2d.core.plan import Plan
+from g2d.core.replication import Side
 from g2d.core.uri import BootTarget, FsKind, Target
 from g2d.hosts.base import Host
 from g2d.hosts.local import LocalHost
@@ -40,6 +43,7 @@ from g2d.install.data import (
     data_step,
     lineage_size,
     lineage_steps,
+    read_source_side,
     receive,
     receive_lineage,
     resolve_source,
@@ -49,6 +53,7 @@ from g2d.install.data import (
 from g2d.install.disk_inspect import DiskInfo, DiskRefused, check_disk, inspect_disk
 from g2d.storage.apply import apply_plan
 from g2d.storage.base import BackendKind
+from g2d.storage.lineage import record_plan
 from g2d.storage.zfs_caps import probe_caps, property_table
 
 log = logging.getLogger("g2d.install")
@@ -243,7 +248,9 @@ def _parts(
     finish = cfg.finish_plan(facts)
     parts.append(Part("finish", finish))
     to = {"g2d:installed-to": f"{stamp} {boot}"}  # one key: one round trip to the source
-    parts.append(Part("source", source.backend.set_meta_plan(source.ref.volume, to)))
+    # the lineage read that resolved the source knows the volume: no query to plan this
+    parts.append(Part("source", record_plan(source.backend, source.lineage, source.ref.volume,
+                                            to)))  # fmt: skip
     return tuple(parts)
 
 
@@ -281,6 +288,20 @@ def install_disk(
                                 "ids": plan.ids.to_json(), "done": list(plan.resumed),
                                 "state": "running"}  # fmt: skip
     _write_journal(plan.journal, state)
+    facts = plan.facts
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2d-source") as reader:
+        side = None
+        if plan.options.lineage and "data" not in state["done"]:  # type: ignore[operator]
+            # read now, while the disk is partitioned: a round trip off the install's time
+            side = reader.submit(contextvars.copy_context().run, read_source_side, plan.source)
+        _run_parts(plan, host, hosts, state, boot_hook, side.result if side else None)
+    return facts
+
+
+def _run_parts(
+    plan: InstallPlan, host: Host, hosts: Mapping[str, Host], state: dict[str, object],
+    boot_hook: BootHook | None, source_side: Callable[[], Side] | None,
+) -> None:  # fmt: skip
     zfs = plan.boot.fs is FsKind.zfs
     facts = plan.facts
     for part in plan.parts:
@@ -293,7 +314,8 @@ def install_disk(
             dest = target_backend(plan.kind, host, top)
             name = str(plan.boot.dataset) if zfs else facts.tree
             if plan.options.lineage:
-                receive_lineage(plan.source, dest, name, plan.journal.parent.parent)
+                side = source_side() if source_side else None
+                receive_lineage(plan.source, dest, name, plan.journal.parent.parent, side)
             else:
                 receive(plan.source, dest, name, plan.options.stream_filter)
         elif part.name == "boot":
@@ -309,4 +331,3 @@ def install_disk(
     _write_journal(plan.journal, state)
     for part in plan.parts:
         plan.journal.with_suffix(f".{part.name}.json").unlink(missing_ok=True)
-    return facts

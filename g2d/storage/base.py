@@ -182,6 +182,14 @@ class Backend(ABC):
     def snapshots(self, name: str) -> list[SnapshotInfo]:
         """Snapshots of one volume, oldest first."""
 
+    def listing(self, root: str) -> tuple[list[VolumeInfo], list[SnapshotInfo]]:
+        """``volumes(root)`` and the snapshots of the volumes directly below ``root``;
+        ``([], [])`` when ``root`` is missing. A backend that can read it all at once
+        overrides this (ZFS: one round of commands, not one per generation)."""
+        volumes = self.volumes(root)
+        members = [v for v in volumes if v.name.rpartition("/")[0] == root.rstrip("/")]
+        return volumes, [s for v in members for s in self.snapshots(v.name)]
+
     def snapshot(self, ref: SnapRef) -> SnapshotInfo:
         for info in self.snapshots(ref.volume):
             if info.ref == ref:

@@ -41,11 +41,12 @@ _HOLD = re.compile(r"hold (\S+)(?: on (\S+))?")
 
 def load_lineage(backend: Backend, root: str) -> Lineage:
     """The lineage below ``root`` as the backend lists it now; empty if ``root`` is missing."""
+    if backend.kind is BackendKind.zfs:  # one read; a missing root reads as empty
+        volumes, snapshots = backend.listing(root)
+        return Lineage.build(root, volumes, snapshots) if volumes else Lineage(root, ())
     if not backend.exists(root) and not _is_dir(backend, root):
         return Lineage(root, ())
-    volumes = backend.volumes(root)
-    members = [v for v in volumes if v.name.rpartition("/")[0] == root.rstrip("/")]
-    snapshots = [s for v in members for s in backend.snapshots(v.name)]
+    volumes, snapshots = backend.listing(root)
     return Lineage.build(root, volumes, snapshots)
 
 

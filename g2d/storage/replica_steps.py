@@ -91,7 +91,9 @@ def snapshot_exists_argv(target: Backend, ref: SnapRef) -> list[str]:
     return ["test", "-d", VolPath(ref.volume).snap(ref.name)]
 
 
-def _send_argv(source: Backend, t: Transfer) -> tuple[str, ...]:
+def send_argv(source: Backend, t: Transfer) -> tuple[str, ...]:
+    """The sending command of ``t``; ZFS: from the caps, without asking whether the snapshot
+    exists (the caller has just read it)."""
     if source.kind is BackendKind.zfs:  # the snapshot was just read: no second look
         from g2d.storage.zfs_recv import send_argv
 
@@ -101,7 +103,7 @@ def _send_argv(source: Backend, t: Transfer) -> tuple[str, ...]:
 
 def transfer_step(source: Backend, target: Backend, t: Transfer) -> Step:
     pipeline = (
-        Command(source.host.name, _send_argv(source, t)),
+        Command(source.host.name, send_argv(source, t)),
         Command(target.host.name, receive_argv(target, t.target)),
     )
     done = Command.of(target.host.name, snapshot_exists_argv(target, t.target_ref))

@@ -167,11 +167,13 @@ def read_target(target: Backend, root: str, keys: set[str]) -> tuple[Side, Mappi
 
 
 def plan_replication(
-    source: Backend, source_root: str, target: Backend, target_root: str
-) -> Replication:
-    """Read both sides; plan what the target lacks. Changes nothing."""
+    source: Backend, source_root: str, target: Backend, target_root: str,
+    source_side: Side | None = None,
+) -> Replication:  # fmt: skip
+    """Read both sides (the source unless ``source_side`` is its read); plan what the
+    target lacks. Changes nothing."""
     check_pair(source, source_root, target, target_root)
-    src = read_side(source, source_root)
+    src = source_side if source_side is not None else read_side(source, source_root)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2d-guids") as reader:
         guids = None
         if target.kind is BackendKind.zfs:  # read beside the target: a round trip less
@@ -296,16 +298,18 @@ def replicate(
     wait: float = 0.0,
     logger: Logger | None = None,
     mount: bool = False,
+    source_side: Side | None = None,
 ) -> ReplicationResult:
     """Plan and run under the target pool's lock; refuses while another operation on that
-    pool is unfinished, and finishes its own interrupted run (``intent`` names it)."""
+    pool is unfinished, and finishes its own interrupted run (``intent`` names it).
+    ``source_side``: the source as the caller has just read it (``read_side``)."""
     check_pair(source, source_root, target, target_root)
     pool = pool_of(target, target_root)
     intent = intent or f"replicate {source.host.name}:{source_root} {target_root}"
     writer = LineageWriter(target, target_root, pool, state_dir, wait, logger)
     with pool_lock(state_dir, target.host.name, pool, purpose=intent, wait=wait):
         writer.pending(intent)  # another operation's unfinished journal refuses
-        rep = plan_replication(source, source_root, target, target_root)
+        rep = plan_replication(source, source_root, target, target_root, source_side)
         journal = writer.journal_path
         journal.parent.mkdir(parents=True, exist_ok=True)
         result = run_replication(rep, journal=journal, intent=intent, logger=logger,

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from g2d.core.errors import CommandFailed
 from g2d.core.plan import Plan, Step
 from g2d.hosts.pipeline import Stage
+from g2d.hosts.together import run_together
 from g2d.storage.apply import apply_plan
 from g2d.storage.base import (
     AlreadyExists,
@@ -47,7 +48,11 @@ from g2d.storage.zfs_props import (
     exists,
     exists_argv,
     failed,
+    get_argvs,
     origins,
+    origins_argv,
+    parse_origins,
+    parse_rows,
     pool_of,
     read_rows,
     snapshot_info,
@@ -126,17 +131,39 @@ class ZfsBackend(Backend, kind=BackendKind.zfs):
         rows = read_rows(self.host, [check_dataset(root)], recursive=True)
         return [self._volume_info(r) for r in rows.values() if not r.is_snapshot]
 
-    def snapshots(self, name: str) -> list[SnapshotInfo]:
-        rows = read_rows(self.host, [check_dataset(name)], depth=1)
-        snaps = [r for r in rows.values() if r.name.startswith(f"{name}@")]
+    def listing(self, root: str) -> tuple[list[VolumeInfo], list[SnapshotInfo]]:
+        """The recursive read and the pool's clones, all three commands started together."""
+        argvs = [*get_argvs([check_dataset(root)], recursive=True), origins_argv(pool_of(root))]
+        *gets, clones_of = run_together(self.host, argvs)
+        try:
+            rows = parse_rows(gets, [root])
+        except NotFound:
+            return [], []
+        if not clones_of.ok:
+            raise CommandFailed(clones_of.host, clones_of.argv, clones_of.returncode,
+                                clones_of.stderr)  # fmt: skip
+        volumes = [self._volume_info(r) for r in rows.values() if not r.is_snapshot]
+        parent = root.rstrip("/")
+        members = {v.name for v in volumes if v.name.rpartition("/")[0] == parent}
+        snaps = [r for r in rows.values() if r.is_snapshot and r.name.split("@")[0] in members]
         snaps.sort(key=lambda r: r.number("createtxg") or 0)
+        return volumes, self._snapshot_infos(snaps, parse_origins(clones_of.stdout))
+
+    def _snapshot_infos(self, snaps: list[Row], origins_in_pool: Mapping[str, str]
+                        ) -> list[SnapshotInfo]:  # fmt: skip
         clones: dict[str, list[str]] = {}
-        for clone, origin in origins(self.host, pool_of(name)).items():
+        for clone, origin in origins_in_pool.items():
             clones.setdefault(origin, []).append(clone)
         holds = read_holds(self, snaps)
         return [
             snapshot_info(r, holds.get(r.name, frozenset()), clones.get(r.name, [])) for r in snaps
         ]
+
+    def snapshots(self, name: str) -> list[SnapshotInfo]:
+        rows = read_rows(self.host, [check_dataset(name)], depth=1)
+        snaps = [r for r in rows.values() if r.name.startswith(f"{name}@")]
+        snaps.sort(key=lambda r: r.number("createtxg") or 0)
+        return self._snapshot_infos(snaps, origins(self.host, pool_of(name)))
 
     def get_meta(self, name: str | SnapRef) -> dict[str, str]:
         target = check_target(name)

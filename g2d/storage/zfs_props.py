@@ -157,6 +157,41 @@ def failed(done: Completed, target: str) -> Exception:
     return CommandFailed(done.host, done.argv, done.returncode, done.stderr)
 
 
+def get_argvs(
+    targets: Sequence[str],
+    *,
+    depth: int | None = None,
+    recursive: bool = False,
+    native: Iterable[str] = NATIVE,
+    user: bool = True,
+) -> list[list[str]]:
+    """The ``zfs get`` commands ``read_rows`` runs (one or two; they may run together)."""
+    scope = [
+        *(["-r"] if recursive or depth is not None else []),
+        *(["-d", str(depth)] if depth is not None else []),
+    ]
+    columns = ["-o", "name,property,value,source"]
+    wanted = ",".join(native)
+    return [
+        [
+            "zfs", "get", "-Hp", *scope, *columns,
+            *(["-s", "local,received"] if which == "all" else []),   # user properties
+            which, *targets,
+        ]
+        for which in [*([wanted] if wanted else []), *(["all"] if user else [])]
+    ]  # fmt: skip
+
+
+def parse_rows(results: Iterable[Completed], targets: Sequence[str]) -> dict[str, Row]:
+    """Rows from the results of ``get_argvs``; NotFound or CommandFailed for a failed one."""
+    rows: dict[str, Row] = {}
+    for done in results:
+        if not done.ok:
+            raise failed(done, targets[0] if len(targets) == 1 else ", ".join(targets))
+        parse_get(done.stdout, rows)
+    return rows
+
+
 def read_rows(
     host: Host,
     targets: Sequence[str],
@@ -168,36 +203,23 @@ def read_rows(
 ) -> dict[str, Row]:
     """Properties of ``targets`` (and below, with ``recursive``/``depth``): the ``native``
     ones by name (user properties may be named too), and with ``user`` every locally set or
-    received one."""
-    scope = [
-        *(["-r"] if recursive or depth is not None else []),
-        *(["-d", str(depth)] if depth is not None else []),
-    ]
-    columns = ["-o", "name,property,value,source"]
-    wanted = ",".join(native)
-    argvs = [
-        [
-            "zfs", "get", "-Hp", *scope, *columns,
-            *(["-s", "local,received"] if which == "all" else []),   # user properties
-            which, *targets,
-        ]
-        for which in [*([wanted] if wanted else []), *(["all"] if user else [])]
-    ]  # fmt: skip
-    rows: dict[str, Row] = {}
-    for done in run_together(host, argvs):
-        if not done.ok:
-            raise failed(done, targets[0] if len(targets) == 1 else ", ".join(targets))
-        parse_get(done.stdout, rows)
-    return rows
+    received one. The native and the user read run together."""
+    argvs = get_argvs(targets, depth=depth, recursive=recursive, native=native, user=user)
+    return parse_rows(run_together(host, argvs), targets)
+
+
+def origins_argv(pool: str) -> list[str]:
+    return ["zfs", "list", "-H", "-o", "name,origin", "-r", "-t", "filesystem,volume", pool]
+
+
+def parse_origins(text: str) -> dict[str, str]:
+    pairs = (line.split("\t") for line in text.splitlines() if line)
+    return {name: origin for name, origin in pairs if origin != "-"}
 
 
 def origins(host: Host, pool: str) -> dict[str, str]:
     """Clone -> origin snapshot, for every clone in ``pool``."""
-    done = host.run(
-        ["zfs", "list", "-H", "-o", "name,origin", "-r", "-t", "filesystem,volume", pool]
-    )
-    pairs = (line.split("\t") for line in done.lines() if line)
-    return {name: origin for name, origin in pairs if origin != "-"}
+    return parse_origins(host.run(origins_argv(pool)).stdout)
 
 
 def exists(host: Host, name: str) -> bool:
