@@ -237,6 +237,11 @@ class Backend(ABC):
     def set_meta_plan(self, target: str | SnapRef, items: Mapping[str, str | None]) -> Plan:
         """Set keys; a None value removes the key."""
 
+    def known_meta_plan(self, name: str, items: Mapping[str, str]) -> Plan:
+        """``set_meta_plan`` for a volume the caller has just read (so it exists): a backend
+        whose plan needs no read of its own skips it (ZFS: a round trip less)."""
+        return self.set_meta_plan(name, items)
+
     @abstractmethod
     def hold_plan(self, ref: SnapRef, tag: str) -> Plan: ...
 

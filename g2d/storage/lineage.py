@@ -99,7 +99,7 @@ def record_plan(backend: Backend, lineage: Lineage, volume: str, items: Mapping[
     changed = {k: v for k, v in _values(items).items() if current.get(k) != v}
     if not changed:
         return Plan(f"metadata of {volume} is already recorded")
-    return backend.set_meta_plan(volume, changed)
+    return backend.known_meta_plan(volume, changed)
 
 
 def _one(why: str, make: Callable[[Lineage], Plan]) -> Phases:

@@ -308,6 +308,10 @@ class ZfsBackend(Backend, kind=BackendKind.zfs):
             raise NotFound(name)
         return Plan.of(f"set metadata of {name}", self._set_steps([name], checked))
 
+    def known_meta_plan(self, name: str, items: Mapping[str, str]) -> Plan:
+        checked = _checked_meta(items)
+        return Plan.of(f"set metadata of {name}", self._set_steps([check_target(name)], checked))
+
     def hold_plan(self, ref: SnapRef, tag: str) -> Plan:
         return hold_plan(self, ref, tag)
 
