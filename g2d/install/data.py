@@ -98,7 +98,8 @@ def resolve_source(target: Target, host: Host, *, force: bool = False) -> Source
         )
     backend = backend_for(target, host)
     volume = target.name
-    lineage = load_lineage(backend, posixpath.dirname(volume) or volume)
+    # what the install reads of it: the snapshot, seals, sizes, origins; never its clones
+    lineage = load_lineage(backend, posixpath.dirname(volume) or volume, clones=False)
     snap = lineage.resolve_ref(volume, target.snapshot)
     if not snap.sealed and not force:
         raise SourceRefused(

@@ -29,7 +29,7 @@ from pathlib import Path
 from g2d.core.errors import CommandFailed, G2dUserError
 from g2d.core.lineage import utc_stamp
 from g2d.core.partition_plan import DiskIds, DiskLayout, Encryption, ZfsFeatures, partition_plan
-from g2d.core.plan import Plan
+from g2d.core.plan import Plan, chained
 from g2d.core.replication import Side
 from g2d.core.uri import BootTarget, FsKind, Target
 from g2d.hosts.base import Host
@@ -240,10 +240,12 @@ def _parts(
         data = data_step(source, kind, name, "local", options.stream_filter)
         parts.append(Part("data", Plan.of(f"send {source}", [data])))
     configure = cfg.configure_plan(facts, boot, options.hostname)
-    parts.append(Part("configure", configure))
+    # plain local steps in a row run as one shell: a command and a pool sync less each
+    parts.append(Part("configure", Plan.of(configure.title, chained(configure.steps))))
     parts.append(Part("boot", Plan("the boot side's hook")))
     record = {"g2d:installed": stamp, "g2d:installed-from": f"{source.host.name}:{source.ref}"}
-    parts.append(Part("record", cfg.record_target_plan(facts, record)))
+    recorded = cfg.record_target_plan(facts, record)
+    parts.append(Part("record", Plan.of(recorded.title, chained(recorded.steps))))
     parts.append(Part("verify", cfg.remount_ro_plan(facts)))
     finish = cfg.finish_plan(facts)
     parts.append(Part("finish", finish))

@@ -182,10 +182,14 @@ class Backend(ABC):
     def snapshots(self, name: str) -> list[SnapshotInfo]:
         """Snapshots of one volume, oldest first."""
 
-    def listing(self, root: str) -> tuple[list[VolumeInfo], list[SnapshotInfo]]:
+    def listing(
+        self, root: str, *, clones: bool = True
+    ) -> tuple[list[VolumeInfo], list[SnapshotInfo]]:
         """``volumes(root)`` and the snapshots of the volumes directly below ``root``;
         ``([], [])`` when ``root`` is missing. A backend that can read it all at once
-        overrides this (ZFS: one round of commands, not one per generation)."""
+        overrides this (ZFS: one round of commands, not one per generation). ``clones``
+        False: a backend may leave ``SnapshotInfo.clones`` empty where listing them costs
+        another command (ZFS: the pool's clones), for a reader that does not look at them."""
         volumes = self.volumes(root)
         members = [v for v in volumes if v.name.rpartition("/")[0] == root.rstrip("/")]
         return volumes, [s for v in members for s in self.snapshots(v.name)]

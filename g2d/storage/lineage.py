@@ -39,14 +39,16 @@ from g2d.storage.lineage_run import Phase, Phases
 _HOLD = re.compile(r"hold (\S+)(?: on (\S+))?")
 
 
-def load_lineage(backend: Backend, root: str) -> Lineage:
-    """The lineage below ``root`` as the backend lists it now; empty if ``root`` is missing."""
+def load_lineage(backend: Backend, root: str, *, clones: bool = True) -> Lineage:
+    """The lineage below ``root`` as the backend lists it now; empty if ``root`` is missing.
+    ``clones`` False: for a reader that never asks what was cloned from a snapshot (where
+    that costs a command: ZFS)."""
     if backend.kind is BackendKind.zfs:  # one read; a missing root reads as empty
-        volumes, snapshots = backend.listing(root)
+        volumes, snapshots = backend.listing(root, clones=clones)
         return Lineage.build(root, volumes, snapshots) if volumes else Lineage(root, ())
     if not backend.exists(root) and not _is_dir(backend, root):
         return Lineage(root, ())
-    volumes, snapshots = backend.listing(root)
+    volumes, snapshots = backend.listing(root, clones=clones)
     return Lineage.build(root, volumes, snapshots)
 
 

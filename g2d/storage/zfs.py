@@ -131,15 +131,19 @@ class ZfsBackend(Backend, kind=BackendKind.zfs):
         rows = read_rows(self.host, [check_dataset(root)], recursive=True)
         return [self._volume_info(r) for r in rows.values() if not r.is_snapshot]
 
-    def listing(self, root: str) -> tuple[list[VolumeInfo], list[SnapshotInfo]]:
-        """The recursive read and the pool's clones, all three commands started together."""
-        argvs = [*get_argvs([check_dataset(root)], recursive=True), origins_argv(pool_of(root))]
-        *gets, clones_of = run_together(self.host, argvs)
+    def listing(
+        self, root: str, *, clones: bool = True
+    ) -> tuple[list[VolumeInfo], list[SnapshotInfo]]:
+        """The recursive read and (``clones``) the pool's clones, the commands started
+        together."""
+        argvs = get_argvs([check_dataset(root)], recursive=True)
+        done = run_together(self.host, [*argvs, *([origins_argv(pool_of(root))] if clones else [])])
         try:
-            rows = parse_rows(gets, [root])
+            rows = parse_rows(done[: len(argvs)], [root])
         except NotFound:
             return [], []
-        if not clones_of.ok:
+        clones_of = done[len(argvs)] if clones else None
+        if clones_of is not None and not clones_of.ok:
             raise CommandFailed(clones_of.host, clones_of.argv, clones_of.returncode,
                                 clones_of.stderr)  # fmt: skip
         volumes = [self._volume_info(r) for r in rows.values() if not r.is_snapshot]
@@ -147,7 +151,8 @@ class ZfsBackend(Backend, kind=BackendKind.zfs):
         members = {v.name for v in volumes if v.name.rpartition("/")[0] == parent}
         snaps = [r for r in rows.values() if r.is_snapshot and r.name.split("@")[0] in members]
         snaps.sort(key=lambda r: r.number("createtxg") or 0)
-        return volumes, self._snapshot_infos(snaps, parse_origins(clones_of.stdout))
+        found = parse_origins(clones_of.stdout) if clones_of is not None else {}
+        return volumes, self._snapshot_infos(snaps, found)
 
     def _snapshot_infos(self, snaps: list[Row], origins_in_pool: Mapping[str, str]
                         ) -> list[SnapshotInfo]:  # fmt: skip
