@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +54,28 @@ def restore_g2d_logger() -> Iterator[None]:
     logger.setLevel(level)
     logger.handlers[:] = handlers
     logger.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def default_sigint(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Python's own SIGINT handler, SIGINT unblocked, around every test: the cancellation
+    tests (test_runner, test_ssh_host) interrupt the main thread and need both. Once, in a
+    clean-checkout run that built the lab in the session, both failed as if SIGINT were
+    ignored; no test was found to change it. Whatever leaves another handler or mask is
+    named in a warning, and the default is put back."""
+
+    def reset(when: str) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        if handler is not signal.default_int_handler or signal.SIGINT in blocked:
+            warnings.warn(f"{when} {request.node.nodeid}: SIGINT handler {handler!r}, "
+                          f"blocked {sorted(blocked)}; reset", stacklevel=1)  # fmt: skip
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+    reset("before")
+    yield
+    reset("after")
 
 
 @pytest.fixture
