@@ -59,9 +59,10 @@ def restore_g2d_logger() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def default_sigint(request: pytest.FixtureRequest) -> Iterator[None]:
     """Python's own SIGINT handler, SIGINT unblocked, around every test: the cancellation
-    tests (test_runner, test_ssh_host) interrupt the main thread and need both. Once, in a
-    clean-checkout run that built the lab in the session, both failed as if SIGINT were
-    ignored; no test was found to change it. Whatever leaves another handler or mask is
+    tests (test_runner, test_ssh_host) interrupt the main thread and need both. A pytest
+    started in the background of a non-interactive shell (``make test &``) inherits SIGINT
+    ignored, and Python then keeps SIG_IGN instead of its own handler: those tests failed so
+    (seen before the first test of such a run). Whatever sets another handler or mask is
     named in a warning, and the default is put back."""
 
     def reset(when: str) -> None:
