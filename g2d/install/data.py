@@ -265,7 +265,7 @@ def lineage_steps(source: Source, dest: Backend, name: str) -> list[Step]:
 
 def read_source_side(source: Source) -> Side:
     """The source lineage as the replication reads it (``read_side``)."""
-    return read_side(source.backend, source.ref.volume.rpartition("/")[0])
+    return read_side(source.backend, source.ref.volume.rpartition("/")[0])  # lineage_roots' root
 
 
 def receive_lineage(source: Source, dest: Backend, name: str, state_dir: Path,

@@ -15,13 +15,12 @@ are not repeated then: the disk holds what the earlier run wrote.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from g2d.core.replication import Side
 from g2d.core.uri import BootTarget, FsKind, Target
 from g2d.hosts.base import Host
 from g2d.hosts.local import LocalHost
+from g2d.hosts.together import beside
 from g2d.install import configure as cfg
 from g2d.install.configure import InstallFacts
 from g2d.install.data import (
@@ -290,14 +290,11 @@ def install_disk(
                                 "ids": plan.ids.to_json(), "done": list(plan.resumed),
                                 "state": "running"}  # fmt: skip
     _write_journal(plan.journal, state)
-    facts = plan.facts
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2d-source") as reader:
-        side = None
-        if plan.options.lineage and "data" not in state["done"]:  # type: ignore[operator]
-            # read now, while the disk is partitioned: a round trip off the install's time
-            side = reader.submit(contextvars.copy_context().run, read_source_side, plan.source)
+    # the source read now, while the disk is partitioned: a round trip off the install's time
+    early = plan.options.lineage and "data" not in state["done"]  # type: ignore[operator]
+    with beside(read_source_side, plan.source) if early else nullcontext() as side:
         _run_parts(plan, host, hosts, state, boot_hook, side.result if side else None)
-    return facts
+    return plan.facts
 
 
 def _run_parts(

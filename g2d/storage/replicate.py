@@ -27,12 +27,11 @@ the whole target), and other writers of that pool are refused until it did.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import shlex
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +48,7 @@ from g2d.core.replication import (
     plan_transfers,
 )
 from g2d.hosts.base import Host
+from g2d.hosts.together import beside
 from g2d.storage.apply import apply_plan
 from g2d.storage.base import Backend, BackendKind, SnapRef, StorageError
 from g2d.storage.lineage_run import LineageWriter, title
@@ -174,13 +174,12 @@ def plan_replication(
     target lacks. Changes nothing."""
     check_pair(source, source_root, target, target_root)
     src = source_side if source_side is not None else read_side(source, source_root)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2d-guids") as reader:
-        guids = None
-        if target.kind is BackendKind.zfs:  # read beside the target: a round trip less
-            from g2d.storage.zfs_recv import read_guids
+    from g2d.storage.zfs_recv import read_guids
 
-            pool = pool_of(target, target_root)
-            guids = reader.submit(contextvars.copy_context().run, read_guids, target.host, pool)
+    zfs = target.kind is BackendKind.zfs
+    pool = pool_of(target, target_root) if zfs else ""
+    # ZFS: the pool's guids read beside the target's read, a round trip less
+    with beside(read_guids, target.host, pool) if zfs else nullcontext() as guids:
         dst, rows = read_target(target, target_root, source_keys(src))
         todo = plan_transfers(src, dst)
         if guids is not None:

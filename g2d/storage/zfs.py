@@ -144,8 +144,7 @@ class ZfsBackend(Backend, kind=BackendKind.zfs):
             return [], []
         clones_of = done[len(argvs)] if clones else None
         if clones_of is not None and not clones_of.ok:
-            raise CommandFailed(clones_of.host, clones_of.argv, clones_of.returncode,
-                                clones_of.stderr)  # fmt: skip
+            raise failed(clones_of, pool_of(root))
         volumes = [self._volume_info(r) for r in rows.values() if not r.is_snapshot]
         parent = root.rstrip("/")
         members = {v.name for v in volumes if v.name.rpartition("/")[0] == parent}
