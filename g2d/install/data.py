@@ -1,9 +1,11 @@
 """The installed generation's bytes: the source snapshot sent into the new pool or file system.
 
 ZFS and btrfs arrive by their own send/receive, ext4 and xfs by the plain backend's tar
-stream (xattrs, ACLs, numeric owners, device nodes kept), all through the storage
-backends, from this machine or from a source host over ssh (the stream then runs
-``ssh host zfs send | zfs receive`` with no byte through Python). By default only the one
+stream (xattrs, ACLs, numeric owners, device nodes kept): a plain generation's own stream,
+or a ZFS or btrfs snapshot's tree read on its host (``g2d.storage.tree_send``: in place, or
+from a temporary read-only clone), all through the storage backends, from this machine or
+from a source host over ssh (the stream then runs ``ssh host zfs send | zfs receive`` with
+no byte through Python). By default only the one
 snapshot is sent; with ``lineage`` the whole lineage arrives through
 ``g2d.storage.replicate`` (clones as clones, under their own names), and a re-run sends
 only what the target still lacks.
@@ -39,12 +41,14 @@ from g2d.storage.base import (
 )
 from g2d.storage.btrfs_layout import receiving_dir
 from g2d.storage.lineage import load_lineage
+from g2d.storage.plain import PlainBackend
 from g2d.storage.plain_layout import VolPath
 from g2d.storage.plain_stream import receive_argv
 from g2d.storage.replica_side import read_side
 from g2d.storage.replica_steps import send_argv
 from g2d.storage.replicate import replicate
 from g2d.storage.sense import backend_class, backend_for
+from g2d.storage.tree_send import TreeSend, reading, tree_send
 
 log = logging.getLogger("g2d.install")
 
@@ -71,6 +75,13 @@ class Source:
     def send(self) -> Stage:
         """The send stage, made once: making it asks the host whether the snapshot exists."""
         return self.backend.send_stage(self.ref)
+
+    @cached_property
+    def tree(self) -> TreeSend:
+        """A ZFS or btrfs snapshot read as a tree (for ext4, xfs); made once: on ZFS it may
+        ask the host whether ``.zfs`` shows the snapshot."""
+        mounted = self.volume.mountpoint if self.volume is not None else None
+        return tree_send(self.backend, self.info, mounted)
 
     @property
     def ref(self) -> SnapRef:
@@ -137,10 +148,16 @@ def target_kind(fs: FsKind, source: BackendKind) -> BackendKind:
     return BackendKind.plain
 
 
+def is_tree(source: Source, kind: BackendKind) -> bool:
+    """A ZFS or btrfs snapshot into a plain target: its tree, not its own stream."""
+    return kind is BackendKind.plain and source.backend.kind is not BackendKind.plain
+
+
 def check_kinds(source: Source, fs: FsKind) -> BackendKind:
-    """The receiving backend; refuses a stream the target cannot take."""
+    """The receiving backend; refuses a stream the target cannot take (a plain tree into a
+    ZFS or btrfs volume, a btrfs stream into ZFS and back)."""
     kind = target_kind(fs, source.backend.kind)
-    if source.backend.kind is not kind:
+    if source.backend.kind is not kind and kind is not BackendKind.plain:
         raise SourceRefused(
             f"{source} is on {source.backend.kind}; a {fs} install receives a {kind} stream",
             hint=f"install a {kind} generation onto {fs}, or deploy this one onto {kind} first",
@@ -164,18 +181,23 @@ def _predicted_receive(kind: BackendKind, name: str) -> list[str]:
     return receive_argv(VolPath(name).work("recv"))
 
 
-def data_step(
+def data_steps(
     source: Source, kind: BackendKind, name: str, local: str, stream_filter: Sequence[str] = ()
-) -> Step:
-    """The send/receive as a plan step (shown in the plan; run by ``receive``)."""
-    send = source.send
+) -> list[Step]:
+    """The send/receive as plan steps (shown in the plan; run by ``receive``): one stream,
+    between a tree's temporary clone and its removal where one is needed."""
+    tree = source.tree if is_tree(source, kind) else None
+    send = (source.host.name, tree.argv) if tree else (source.send.host.name, source.send.argv)
     recv = _predicted_receive(kind, name)
     pipeline = (
-        Command(send.host.name, send.argv),
+        Command(send[0], tuple(send[1])),
         *((Command.of(local, stream_filter),) if stream_filter else ()),
         Command.of(local, recv),
     )
-    return Step(f"send {source} into {name}", pipeline)
+    what = f"the tree of {source}" if tree else str(source)
+    stream = Step(f"send {what} into {name}", pipeline)
+    around = tree.plan_steps(source.host.name) if tree else []
+    return [*around[:1], stream, *around[1:]]
 
 
 def already_received(dest: Backend, name: str, sent: SnapshotInfo) -> bool:
@@ -193,10 +215,22 @@ def receive(
     if already_received(dest, name, source.info):
         log.info("%s already holds %s", name, source.ref)
         return dest.snapshot(SnapRef(name, source.ref.name))
-    recv = dest.receive_stage(name)
+    if not is_tree(source, dest.kind):
+        _stream(source, source.send, dest, dest.receive_stage(name), name, stream_filter)
+    else:
+        assert isinstance(dest, PlainBackend)
+        with reading(source.tree) as send:  # the temporary clone gone once the tree is read
+            recv = dest.receive_stage(name, foreign=True)
+            _stream(source, send, dest, recv, name, stream_filter)
+    return dest.finish_receive(name, source.info)
+
+
+def _stream(source: Source, send: Stage, dest: Backend, recv: Stage, name: str,
+            stream_filter: Sequence[str]) -> None:  # fmt: skip
+    """The stream; cut off, what arrived is removed (``finish_receive`` raises)."""
     extra = [Stage.of(dest.host, stream_filter)] if stream_filter else []
     try:
-        run_pipeline([source.send, *extra, recv])
+        run_pipeline([send, *extra, recv])
     except CommandFailed as cut:
         try:
             dest.finish_receive(name, source.info)  # removes what arrived, and raises
@@ -207,7 +241,6 @@ def receive(
                 hint="nothing of it was kept; run the install again to send it anew",
             ) from cut
         raise
-    return dest.finish_receive(name, source.info)
 
 
 # --- the whole lineage, clones as clones (g2d.storage.replicate) ------------------------------

@@ -40,7 +40,7 @@ from g2d.install.data import (
     Source,
     SourceRefused,
     check_kinds,
-    data_step,
+    data_steps,
     lineage_size,
     lineage_steps,
     read_source_side,
@@ -237,8 +237,8 @@ def _parts(
         steps = lineage_steps(source, dest, name)
         parts.append(Part("data", Plan.of(f"replicate the lineage of {source}", steps)))
     else:
-        data = data_step(source, kind, name, "local", options.stream_filter)
-        parts.append(Part("data", Plan.of(f"send {source}", [data])))
+        data = data_steps(source, kind, name, "local", options.stream_filter)
+        parts.append(Part("data", Plan.of(f"send {source}", data)))
     configure = cfg.configure_plan(facts, boot, options.hostname)
     # plain local steps in a row run as one shell: a command and a pool sync less each
     parts.append(Part("configure", Plan.of(configure.title, chained(configure.steps))))

@@ -263,8 +263,9 @@ class PlainBackend(Backend, kind=BackendKind.plain):
         vp = VolPath(ref.volume)
         return Stage.of(self.host, send_argv(vp.snapdir, f"{vp.leaf}@{ref.name}", header))
 
-    def receive_stage(self, name: str, *, force: bool = False) -> Stage:
-        return plain_receive.receive_stage(self, name, force=force)
+    def receive_stage(self, name: str, *, force: bool = False, foreign: bool = False) -> Stage:
+        """``foreign``: a ZFS or btrfs snapshot's tree (``tree_send``), stamped on arrival."""
+        return plain_receive.receive_stage(self, name, force=force, foreign=foreign)
 
     def finish_receive(self, name: str, sent: SnapshotInfo) -> SnapshotInfo:
         return plain_receive.finish_receive(self, name, sent)

@@ -30,6 +30,7 @@ GUID = OWN_PREFIX + "guid"  # a snapshot's identity, random, travels in the stre
 CREATED = OWN_PREFIX + "created"  # a snapshot's creation time in epoch nanoseconds
 SNAPKEYS = OWN_PREFIX + "snapkeys"  # keys set on the snapshot itself (not copied from the volume)
 FORCE = OWN_PREFIX + "force"  # on a receive directory: the receive may replace the target
+FOREIGN = OWN_PREFIX + "foreign"  # on a receive directory: a tree with no g2d identity (tree_send)
 HOLD_PREFIX = OWN_PREFIX + "hold."  # one xattr per hold tag on a snapshot
 SWAP_PREFIX = OWN_PREFIX + "swap."  # a finished rollback's token on the volume (for done_if)
 XATTR_MATCH = r"^user\.g2d[.-]"  # getfattr -m: both families

@@ -1,6 +1,8 @@
 """Receiving a plain stream: into a hidden directory first, into place only once complete.
 
 ``receive_stage`` extracts into ``<dir>/.g2d-snap/.recv.<leaf>``, which no query sees.
+With ``foreign`` the stream is a ZFS or btrfs snapshot's tree (``tree_send``): it carries no
+g2d identity, and ``finish_receive`` stamps the sent snapshot's guid, time and metadata on it.
 ``finish_receive`` checks that the stream reached its end marker and carries the snapshot
 that was sent, then plans: the tree becomes the snapshot ``<leaf>@<snap>`` (one rename),
 and the volume becomes a reflink copy of it (built aside and renamed, or swapped in for an
@@ -14,6 +16,7 @@ The plan is saved in the receive directory before its first step runs, so a
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import TYPE_CHECKING
 
@@ -29,15 +32,19 @@ from g2d.storage.base import (
     Unsupported,
 )
 from g2d.storage.plain_layout import (
+    CREATED,
     FORCE,
+    FOREIGN,
     GUID,
     HOLD_PREFIX,
     ORIGIN,
     SNAPKEYS,
     SWAP_PREFIX,
     VOLUME,
+    XATTR_MATCH,
     VolPath,
     in_snapdir,
+    meta_to_xattr,
     xattr_to_meta,
 )
 from g2d.storage.plain_steps import Steps
@@ -49,7 +56,8 @@ if TYPE_CHECKING:
 PLAN = "plan.json"  # beside tree/ and g2d-end.* in the receive directory
 
 
-def receive_stage(backend: PlainBackend, name: str, *, force: bool) -> Stage:
+def receive_stage(backend: PlainBackend, name: str, *, force: bool, foreign: bool = False
+                  ) -> Stage:  # fmt: skip
     read, host = backend.read, backend.host
     vp = VolPath(name)
     if not backend.caps.extra.get("gnu_tar"):
@@ -68,8 +76,9 @@ def receive_stage(backend: PlainBackend, name: str, *, force: bool) -> Stage:
     host.run(["mkdir", "-p", "--", vp.snapdir])
     _drop(backend, recv)  # what an earlier cut-off receive left
     host.run(["mkdir", "--", recv])
-    if force:
-        host.run(xa.set_argv(recv, FORCE, "1"))
+    for key, wanted in ((FORCE, force), (FOREIGN, foreign)):
+        if wanted:
+            host.run(xa.set_argv(recv, key, "1"))
     return Stage.of(host, receive_argv(recv))
 
 
@@ -124,13 +133,20 @@ def _placement(
         raise _cut_off(vp)
     header = Header.parse(ends[0])
     dest, tree = vp.snap(ref.name), f"{recv}/{TREE}"
-    attrs = read.attrs(tree)
+    attrs = raw = read.attrs(tree)
+    marks = read.attrs(recv)  # FORCE, FOREIGN: set by receive_stage
+    stamp: dict[str, str] = {}
+    if marks.get(FOREIGN):
+        if header.base_guid is not None:
+            raise StorageError(f"a tree stream of {sent.ref} into {vp.path} has a base")
+        stamp = _identity(sent)
+        attrs = {k: v for k, v in attrs.items() if not re.match(XATTR_MATCH, k)} | stamp
     if attrs.get(GUID) != sent.guid:
         raise StorageError(
             f"the stream into {vp.path} holds the snapshot with guid {attrs.get(GUID)!r}, "
             f"not {sent.ref} (guid {sent.guid})"
         )
-    force = bool(read.attrs(recv).get(FORCE))
+    force = bool(marks.get(FORCE))
     exists = read.is_there(vp.path)
     s = Steps(backend.host.name)
     origin: SnapRef | None = None
@@ -155,7 +171,7 @@ def _placement(
     # holds and origin describe the sender's side, not this one
     drop = [k for k in attrs if k.startswith((HOLD_PREFIX, SWAP_PREFIX)) or k in (ORIGIN, FORCE)]
     there = ["test", "-e", dest]
-    s.attrs(tree, {}, drop, there, str(ref))
+    s.attrs(tree, stamp, [*drop, *_other_g2d(raw, stamp)], there, str(ref))
     s.add(["mv", "--no-target-directory", "--", tree, dest], f"put {ref} in place", there)
     attrs = {k: v for k, v in attrs.items() if k not in drop}
     own = set(filter(None, attrs.get(SNAPKEYS, "").split(",")))
@@ -172,6 +188,17 @@ def _placement(
         s.build(dest, vp.work("vol"), vp.path, volume, attrs, vp.path)
     s.remove(recv, "remove the receive directory", ["test", "!", "-e", recv])
     return Plan.of(f"receive {sent.ref} as {ref}", s.steps)
+
+
+def _identity(sent: SnapshotInfo) -> dict[str, str]:
+    """The xattrs a plain snapshot of ``sent`` carries (a foreign tree arrives without)."""
+    meta = {meta_to_xattr(k): v for k, v in sent.meta.items()}
+    return {GUID: sent.guid, CREATED: str(sent.created * 1_000_000_000), **meta}
+
+
+def _other_g2d(attrs: dict[str, str], stamp: dict[str, str]) -> list[str]:
+    """A foreign tree's own g2d xattrs (a btrfs snapshot's ``user.g2d-snap.*``): dropped."""
+    return [k for k in attrs if stamp and re.match(XATTR_MATCH, k) and k not in stamp]
 
 
 def _continue(

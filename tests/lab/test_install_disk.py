@@ -35,7 +35,7 @@ from g2d.lab.loopdev import LoopMount
 from g2d.lab.process import random_token
 from g2d.lab.sshd import SshServer
 from g2d.lab.zfs_fuse import ZfsPool
-from g2d.storage.base import Backend, BackendKind, StorageError
+from g2d.storage.base import Backend, BackendKind, SnapRef, StorageError
 from g2d.storage.lineage import branch_op, create_op, load_lineage, seal_op
 from g2d.storage.lineage_run import LineageWriter
 from g2d.storage.sense import backend_class, pool_of
@@ -56,7 +56,7 @@ def _release(device: str) -> None:
     """Whatever a failed test left on the disk: mounts, an imported pool; then detach."""
     mounts = json.loads(run("findmnt", "--json", "--list", "-o", "SOURCE,TARGET"))
     for fs in reversed(mounts["filesystems"]):
-        if (fs["source"] or "").startswith(device):
+        if re.fullmatch(rf"{re.escape(device)}(p\d+)?", fs["source"] or ""):
             LOCAL.run(["umount", "-l", fs["target"]], check=False)
     status = LOCAL.run(["zpool", "status"], check=False)
     pool = None
@@ -121,6 +121,20 @@ def fill_small(tree: Path) -> None:
     (tree / "etc/os-release").write_text("NAME=Gentoo\n")
     (tree / "data").write_text("payload\n")
     os.chown(tree / "data", 1234, 5678)
+
+
+def fill_owned_and_devices(tree: Path) -> None:
+    fill_small(tree)
+    (tree / "dev").mkdir()
+    run("mknod", str(tree / "dev/null"), "c", "1", "3")
+
+
+def check_owned_and_devices(tree: Path) -> None:
+    assert (tree / "data").read_text() == "payload\n"
+    st = (tree / "data").stat()
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+    dev = (tree / "dev/null").stat()
+    assert (os.major(dev.st_rdev), os.minor(dev.st_rdev)) == (1, 3)
 
 
 @pytest.fixture
@@ -228,6 +242,78 @@ def test_install_a_btrfs_generation_as_a_subvolume(
         )
     finally:
         run("umount", str(check))
+
+
+@pytest.mark.parametrize("kind,fs", [("zfs", "ext4"), ("btrfs", "xfs")])
+def test_a_zfs_or_btrfs_generation_onto_ext4_or_xfs_arrives_as_its_tree(
+    kind: str, fs: str, request: pytest.FixtureRequest, make_disk, tmp_path: Path
+) -> None:
+    if kind == "zfs":
+        pool: ZfsPool = request.getfixturevalue("zfs_pool")
+        root = f"{pool.name}/sys"
+        LOCAL.run(["zfs", "create", root])
+    else:
+        root = f"{request.getfixturevalue('btrfs_mount').mountpoint}/sys"
+        Path(root).mkdir()
+    backend = backend_class(BackendKind(kind))(LOCAL)
+    # zfs-fuse keeps no xattrs or ACLs: its tree has owners and a device node
+    fill = fill_rich if kind == "btrfs" else fill_owned_and_devices
+    snap = seal_new_generation(backend, root, tmp_path / "state", fill)
+    sent = backend.snapshot(SnapRef(f"{root}/g1", snap))
+    disk = make_disk()
+    boot = parse_boot(f"boot={fs}:///dev/{Path(disk).name}:/g1")
+    options = InstallOptions(hostname="saturn", esp_mib=40, work_dir=str(tmp_path / "target"))
+    work = parse_target(f"{kind}://{root}/g1@safe")
+    # first cut off after 4 KiB (the sender reads to its end): nothing of it stays
+    cut = replace(options, stream_filter=("sh", "-c", "head -c 4096; exec cat >/dev/null"))
+    plan = plan_install(work, boot, source_host=LOCAL, state_dir=tmp_path / "state", options=cut)
+    with pytest.raises(StorageError) as cut_off:
+        install_disk(plan, yes=True)
+    into = f"{tmp_path}/target/g1"
+    # the receiving tar takes the first 4 KiB as a short archive: the missing end marker says
+    assert str(cut_off.value) == f"the stream into {into} was cut off; nothing of it was kept"
+    assert not Path(into).exists() and os.listdir(f"{tmp_path}/target/.g2d-snap") == []
+    plan = plan_install(work, boot, source_host=LOCAL, state_dir=tmp_path / "state",
+                        options=options)  # fmt: skip
+    assert plan.resumed == ("disk",)
+    shown = plan.render()
+    if kind == "zfs":  # zfs-fuse shows no .zfs/snapshot: the tree is read from a clone
+        guid = sent.guid
+        assert f"local: zfs clone -o mountpoint=/run/g2d/tree/{guid} -o readonly=on -o " \
+            f"'g2d:temporary=read {root}/g1@{snap} as a tree' {root}/g1@{snap} " \
+            f"{pool.name}/g2d-tree-{guid}" in shown  # fmt: skip
+        assert f"local: zfs destroy -f {pool.name}/g2d-tree-{guid}" in shown
+        top = f"/run/g2d/tree/{guid}"
+    else:
+        top = f"{root}/.g2d-snap/g1@{snap}/{snap}"
+    parent, name = top.rsplit("/", 1)
+    assert f"'--transform=s|^\\.|tree|S' -C {top} . --no-recursion -C {parent} {name} | " \
+        f"local: tar --extract" in shown  # fmt: skip
+    facts = install_disk(plan, yes=True)
+    assert facts.kernel_root_args() == [
+        f"root=UUID={facts.root_uuid}", f"rootfstype={fs}", "g2d.rootdir=/g1"]  # fmt: skip
+    # the temporary clone is gone (also after the cut-off run); the source lineage as it was
+    if kind == "zfs":
+        assert "g2d-tree-" not in run("zfs", "list", "-H", "-o", "name")
+        assert not Path(top).exists()
+    listed = load_lineage(backend, root).generations
+    assert [g.volume.name for g in listed if g.volume] == [f"{root}/g1"]
+    check = tmp_path / "check"
+    check.mkdir()
+    run("mount", "-o", "ro", f"{disk}p2", str(check))
+    try:
+        tree = check / "g1"
+        (check_rich_tree if kind == "btrfs" else check_owned_and_devices)(tree)
+        assert (tree / "etc/hostname").read_text() == "saturn\n"
+        # the installed directory is the sent snapshot, by its guid and its metadata
+        installed = backend_class(BackendKind.plain)(LOCAL, str(check))
+        got = installed.snapshot(SnapRef(str(tree), snap))
+        assert (got.guid, got.created) == (sent.guid, sent.created)
+        assert dict(got.meta) == dict(sent.meta) and sent.meta["g2d:gen"] == "g1"
+        assert not [a for a in run("getfattr", "-d", "-m", "user.g2d-snap", str(tree)).split()]
+    finally:
+        run("umount", str(check))
+    assert backend.get_meta(f"{root}/g1")["g2d:installed-to"].endswith(str(boot))
 
 
 # --- ZFS --------------------------------------------------------------------------------------
