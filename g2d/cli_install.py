@@ -44,6 +44,9 @@ def install_cmd(
         "--kernel", help="Kernel version in <dom0_root>/kernels/current (default: newest).")
     ] = None,
     esp_mib: Annotated[int, typer.Option("--esp-mib", help="Size of the ESP.")] = 512,
+    esp: Annotated[str | None, typer.Option(
+        "--esp", metavar="PATH", help="An existing pool: the machine's ESP (where it is "
+        "mounted, or its vfat device) for the boot entries.")] = None,
     known_hosts: Annotated[str | None, typer.Option(
         "--known-hosts", envvar="G2D_SSH_KNOWN_HOSTS", metavar="FILE",
         help="A remote source: the known_hosts file pinning its host key.")] = None,
@@ -60,7 +63,7 @@ def install_cmd(
 
     request = InstallRequest(work.removeprefix("work="), boot, force=force, hostname=hostname,
                              lineage=lineage, runtime=runtime, kernel=kernel,
-                             esp_mib=esp_mib)  # fmt: skip
+                             esp_mib=esp_mib, esp=esp)  # fmt: skip
     settings = load_settings()
     with ExitStack() as undo:
         source_host = host_for(request.target.host, known_hosts=known_hosts, key=identity)

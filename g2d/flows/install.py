@@ -118,14 +118,17 @@ def install(
     approve: bool = False,
     kernel: str | None = None,
     esp_mib: int = 512,
+    esp: str | None = None,
     approval_timeout: int = 3600,
 ) -> dict[str, Any] | State[Any]:
     """Install ``work`` (a sealed snapshot) onto ``boot``; pauses for approval unless
     ``approve``. ``lineage``: the whole lineage, clones as clones (zfs, btrfs);
-    ``runtime``: a writable clone of the installed generation boots by default."""
+    ``runtime``: a writable clone of the installed generation boots by default; ``esp``:
+    into an existing pool, the machine's ESP that gets the entries."""
     log = get_run_logger()
     request = InstallRequest(work, boot, force=force, hostname=hostname, lineage=lineage,
-                             runtime=runtime, kernel=kernel, esp_mib=esp_mib)  # fmt: skip
+                             runtime=runtime, kernel=kernel, esp_mib=esp_mib,
+                             esp=esp)  # fmt: skip
     with ExitStack() as undo:
         source_host = host_for(request.target.host)
         if hasattr(source_host, "close"):

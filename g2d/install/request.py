@@ -11,6 +11,7 @@ kernel command line exactly as the ESP will hold it.
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from g2d.hosts.base import Host
 from g2d.hosts.local import LocalHost
 from g2d.install.boot_wiring import BootHook, BootRequest, BootResult, boot_set, pick_kernel
 from g2d.install.configure import InstallFacts
-from g2d.install.esp import EspImage, list_dir
+from g2d.install.esp import Esp, EspImage, list_dir
 from g2d.install.plan import InstallOptions, InstallPlan, install_disk, plan_install
 from g2d.install.runtime import RuntimeHook
 
@@ -45,6 +46,7 @@ class InstallRequest:
     esp_mib: int = 512
     loader_timeout: int = 3
     work_dir: str | None = None
+    esp: str | None = None  # an existing pool: the machine's ESP (a mounted dir, or a vfat device)
 
     @property
     def target(self) -> Target:
@@ -87,8 +89,41 @@ class PreparedInstall:
         return "\n".join(lines)
 
 
-def _generations(plan: InstallPlan, installed: str, lineage: bool) -> tuple[list[str], str | None]:
+def machine_esp(host: Host, path: str) -> Esp:
+    """``esp=``: a mounted ESP (a directory) or a vfat file system on a device or in an image
+    (written through mtools); anything else is refused."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    probe = host.run(["blkid", "-p", "-s", "TYPE", "-o", "value", path], check=False)
+    found = probe.stdout.strip() if probe.ok else ""
+    if found != "vfat":
+        raise InstallRefused(
+            f"esp={path} is not an ESP: " + (f"it holds {found}" if found else
+                                            "neither a directory nor a vfat file system"),
+            hint="name the machine's EFI system partition (its device, or where it is mounted)",
+        )  # fmt: skip
+    return EspImage(p)
+
+
+def pool_installs(host: Host, dataset: str) -> list[str]:
+    """The datasets beside ``dataset`` that g2d installed, oldest install first (their
+    ``g2d:installed`` stamps): the entries an install into an existing pool keeps."""
+    parent = posixpath.dirname(dataset)
+    if not parent:
+        return []
+    argv = ["zfs", "list", "-H", "-o", "name,g2d:installed", "-d", "1", "-t", "filesystem", parent]
+    rows = [ln.split("\t") for ln in host.run(argv).lines()]
+    found = sorted((stamp, name) for name, stamp in rows if name != parent and stamp != "-")
+    return [posixpath.basename(name) for _, name in found]
+
+
+def _generations(plan: InstallPlan, installed: str, lineage: bool, host: Host
+                 ) -> tuple[list[str], str | None]:  # fmt: skip
     """Entry names on the target (oldest first) and the installed one's fallback."""
+    if not lineage and plan.layout is None and plan.boot.fs is FsKind.zfs:  # an existing pool
+        earlier = [n for n in pool_installs(host, str(plan.boot.dataset)) if n != installed]
+        return [*earlier, installed], earlier[-1] if earlier else None
     if not lineage:
         return [installed], None
     src = plan.source
@@ -110,14 +145,23 @@ def prepare_install(
 ) -> PreparedInstall:
     """The plan and the boot entries; reads, writes nothing (refusals as ``plan_install``)."""
     boot_target = request.boot_target
+    host = host or LocalHost()
     kernel_dir = pick_kernel(kernels, request.kernel)  # before the disk is looked at
+    esp = None
+    if request.esp is not None:
+        if boot_target.formats_disk:
+            raise InstallRefused(
+                f"esp={request.esp}: {boot_target.argument} makes its own ESP on the new disk",
+                hint="name esp= only for an install into an existing pool",
+            )
+        esp = machine_esp(host, request.esp)
     options = InstallOptions(hostname=request.hostname, esp_mib=request.esp_mib,
                              lineage=request.lineage, work_dir=request.work_dir)  # fmt: skip
     plan = plan_install(request.target, boot_target, source_host=source_host,
                         state_dir=state_dir, options=options, force=request.force,
                         host=host)  # fmt: skip
     installed = boot_target.generation
-    names, previous = _generations(plan, installed, request.lineage)
+    names, previous = _generations(plan, installed, request.lineage, host)
     runtime = None
     if request.runtime:
         if boot_target.fs not in (FsKind.zfs, FsKind.btrfs) or plan.kind.value == "plain":
@@ -133,7 +177,7 @@ def prepare_install(
         names, previous = [*names, runtime], installed
     settings = LoaderSettings(timeout=request.loader_timeout)
     current = runtime or installed
-    boot = BootRequest(kernel_dir, tuple(names), current, previous, settings=settings)
+    boot = BootRequest(kernel_dir, tuple(names), current, previous, settings=settings, esp=esp)
     return PreparedInstall(request, plan, boot, installed, runtime)
 
 
@@ -160,8 +204,10 @@ def apply_install(prepared: PreparedInstall, *, yes: bool, host: Host | None = N
     facts = install_disk(prepared.plan, yes=yes, boot_hook=hook, host=host)
     assert boot_hook.result is not None
     layout = disk_layout(host, prepared.plan.boot.device)
-    esp = [] if facts.esp_device is None else list_dir(EspImage(Path(facts.esp_device)),
-                                                       "loader/entries")  # fmt: skip
+    written = prepared.boot.esp
+    if written is None and facts.esp_device is not None:
+        written = EspImage(Path(facts.esp_device))
+    esp = [] if written is None else list_dir(written, "loader/entries")
     return InstallOutcome(facts, boot_hook.result, layout, esp)
 
 

@@ -15,8 +15,10 @@ import g2d.cli_install  # noqa: F401  registers `g2d install` (until cli.py impo
 from g2d.cli import app
 from g2d.core.lineage import Origin
 from g2d.hosts.local import LocalHost
+from g2d.install.esp import EspImage, list_dir, read_text
 from g2d.lab.layout import LabLayout
 from g2d.lab.process import random_token
+from g2d.lab.zfs_fuse import ZfsPool
 from g2d.storage.base import BackendKind
 from g2d.storage.lineage import create_op, seal_op
 from g2d.storage.lineage_run import LineageWriter
@@ -88,3 +90,63 @@ def test_without_yes_and_without_a_terminal_it_refuses(
     )
     assert _signatures(disk) == []
     assert not (tmp_path / "state" / "install").exists()
+
+
+# --- into an existing pool: the machine's ESP gets the entries --------------------------------
+
+
+def test_two_installs_into_an_existing_pool_write_the_machines_esp(
+    lab_world: LabLayout, zfs_pool: ZfsPool, tmp_path: Path
+) -> None:
+    pool = zfs_pool.name
+    backend = backend_class(BackendKind.zfs)(LOCAL)
+    LOCAL.run(["zfs", "create", f"{pool}/sys"])
+    writer = LineageWriter(backend, f"{pool}/sys", pool, tmp_path / "lin")
+    now = datetime.now(UTC)
+    writer.run("create", create_op(backend, None, Origin(), now))
+    writer.run("seal g1", seal_op(backend, f"{pool}/sys/g1", now))
+    LOCAL.run(["zfs", "create", f"{pool}/saturn"])
+    esp = tmp_path / "esp.img"  # the machine's ESP: a vfat image written through mtools
+    LOCAL.run(["mkfs.vfat", "-C", "-F", "32", "-n", "EFI", str(esp), str(40 * 1024)])
+    work = f"zfs://{pool}/sys/g1@safe"
+    for gen in ("g1", "g2"):
+        code, out, err = _g2d(lab_world, tmp_path, "--work", work, "--boot",
+                              f"zfs://{pool}/saturn/{gen}", "--esp", str(esp), "--yes",
+                              "--esp-mib", "40", "--hostname", "saturn")  # fmt: skip
+        assert code == 0, out + err
+        assert "sgdisk" not in out and "zpool create" not in out
+        (kernel,) = (lab_world.mirror / "kernels" / "current").iterdir()
+        fallback = "g1" if gen == "g2" else "-"
+        entries = "g2d-g1.conf" if gen == "g1" else "g2d-g1.conf, g2d-g2.conf"
+        assert out.splitlines()[-1] == (
+            f"boot entries: {entries}; default {gen}, fallback {fallback}; kernel {kernel.name}"
+        )
+    loader = read_text(EspImage(esp), "loader/loader.conf") or ""
+    assert loader.splitlines()[0] == "default g2d-g2.conf"
+    for gen in ("g1", "g2"):
+        entry = read_text(EspImage(esp), f"loader/entries/g2d-{gen}.conf") or ""
+        (options,) = [ln for ln in entry.splitlines() if ln.startswith("options ")]
+        assert options.split()[1] == f"root=ZFS={pool}/saturn/{gen}"
+    assert list_dir(EspImage(esp), f"g2d/{kernel.name}") == ["initramfs", "vmlinuz"]
+
+
+def test_an_esp_that_is_not_vfat_or_with_a_new_disk_is_refused(
+    lab_world: LabLayout, work: str, disk: str, tmp_path: Path
+) -> None:
+    not_esp = tmp_path / "data.img"
+    not_esp.write_bytes(b"\0" * 4096)
+    code, _, err = _g2d(lab_world, tmp_path, "--work", work, "--boot", "zfs://tank/saturn/g1",
+                        "--esp", str(not_esp), "--yes")  # fmt: skip
+    assert code == 1
+    assert err == (
+        f"error: esp={not_esp} is not an ESP: neither a directory nor a vfat file system\n"
+        "(name the machine's EFI system partition (its device, or where it is mounted))\n"
+    )
+    code, _, err = _g2d(lab_world, tmp_path, "--work", work, "--boot", f"ext4://{disk}:/g1",
+                        "--esp", str(tmp_path), "--yes")  # fmt: skip
+    assert code == 1
+    assert err == (
+        f"error: esp={tmp_path}: boot=ext4://{disk}:/g1 makes its own ESP on the new disk\n"
+        "(name esp= only for an install into an existing pool)\n"
+    )
+    assert _signatures(disk) == []
