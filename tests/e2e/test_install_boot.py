@@ -30,6 +30,7 @@ from g2d.install.request import InstallRequest, apply_install, prepare_install
 from g2d.lab.errors import ComponentUnavailable
 from g2d.lab.lab_names import Stamp, Variant, boot_marker
 from g2d.lab.layout import LabLayout
+from g2d.lab.loopdev import LoopMount
 from g2d.lab.process import random_token
 from g2d.lab.qemu import boot_image
 from g2d.lab.zfs_fuse import ZfsPool
@@ -90,19 +91,25 @@ def kernels(lab_world: LabLayout, tmp_path_factory: pytest.TempPathFactory) -> P
 def stage3_g1(lab_world: LabLayout, tmp_path_factory: pytest.TempPathFactory
               ) -> tuple[str, str]:  # fmt: skip
     """A plain lineage whose g1 is the lab stage3, sealed: (work=, boot marker)."""
-    autobuilds = lab_world.releases / "amd64/autobuilds/current-stage3-amd64-openrc"
-    (stage3,) = autobuilds.glob("stage3-amd64-openrc-*.tar.xz")
-    stamp = Stamp(stage3.name.removeprefix("stage3-amd64-openrc-").removesuffix(".tar.xz"))
     work = tmp_path_factory.mktemp("stage3-g1")
     root = work / "sys"
     root.mkdir()
-    backend = backend_class(BackendKind.plain)(LOCAL)
+    marker = seal_stage3(lab_world, BackendKind.plain, root, work)
+    return f"dir://{root}/g1@safe", marker
+
+
+def seal_stage3(lab_world: LabLayout, kind: BackendKind, root: Path, work: Path) -> str:
+    """g1 of a new ``kind`` lineage at ``root``: the lab stage3, sealed; its boot marker."""
+    autobuilds = lab_world.releases / "amd64/autobuilds/current-stage3-amd64-openrc"
+    (stage3,) = autobuilds.glob("stage3-amd64-openrc-*.tar.xz")
+    stamp = Stamp(stage3.name.removeprefix("stage3-amd64-openrc-").removesuffix(".tar.xz"))
+    backend = backend_class(kind)(LOCAL)
     writer = LineageWriter(backend, str(root), pool_of(backend, str(root)), work / "state")
     now = datetime.now(UTC)
     writer.run("create", create_op(backend, None, Origin(stage3=stage3.name), now))
     extract_stage3(stage3, root / "g1", scratch=work)
     writer.run("seal g1", seal_op(backend, f"{root}/g1", now))
-    return f"dir://{root}/g1@safe", boot_marker(Variant.openrc, stamp)
+    return boot_marker(Variant.openrc, stamp)
 
 
 @pytest.fixture
@@ -160,6 +167,29 @@ def test_a_stage3_generation_installed_onto_a_disk_boots(
     LOCAL.run(["losetup", "--detach", disk])  # qemu gets the whole image, written out
     boot = boot_image(image, tmp_path / "qemu", marker=marker, timeout=BOOT_TIMEOUT).require()
     print(f"UEFI boot of the {fs} install to the marker: {boot.seconds:.1f} s")
+    assert "g2d-initramfs: root /dev/vda2 directory /g1 mounted (rw), starting " \
+        "/sbin/init" in boot.console  # fmt: skip
+
+
+def test_a_btrfs_stage3_generation_installed_onto_xfs_boots(
+    lab_world: LabLayout, btrfs_mount: LoopMount, kernels: Path, make_disk, tmp_path: Path
+) -> None:
+    """A btrfs generation onto xfs: its tree (the snapshot read in place) by tar stream."""
+    root = btrfs_mount.mountpoint / "sys"
+    root.mkdir()
+    marker = seal_stage3(lab_world, BackendKind.btrfs, root, tmp_path)
+    disk, image = make_disk()
+    request = _request(f"btrfs://{root}/g1@safe", f"boot=xfs://{disk}:/g1", tmp_path)
+    prepared = prepare_install(request, source_host=LOCAL, kernels=kernels,
+                               state_dir=tmp_path / "state")  # fmt: skip
+    assert f"  # send the tree of local:{root}/g1@" in prepared.render()
+    outcome = apply_install(prepared, yes=True)
+    assert outcome.boot.cmdlines["g1"].startswith(
+        f"root=UUID={outcome.facts.root_uuid} rootfstype=xfs g2d.rootdir=/g1 rw "
+    )
+    LOCAL.run(["losetup", "--detach", disk])
+    boot = boot_image(image, tmp_path / "qemu", marker=marker, timeout=BOOT_TIMEOUT).require()
+    print(f"UEFI boot of a btrfs generation installed onto xfs: {boot.seconds:.1f} s")
     assert "g2d-initramfs: root /dev/vda2 directory /g1 mounted (rw), starting " \
         "/sbin/init" in boot.console  # fmt: skip
 
