@@ -303,12 +303,25 @@ def _run_parts(
 ) -> None:  # fmt: skip
     zfs = plan.boot.fs is FsKind.zfs
     facts = plan.facts
+    parts = {p.name: p for p in plan.parts}
     for part in plan.parts:
         if part.name in state["done"]:  # type: ignore[operator]
-            log.info("install: %s was done by an earlier run", part.name)
+            if part.name not in state.get("beside", ()):  # type: ignore[operator]
+                log.info("install: %s was done by an earlier run", part.name)
             continue
         log.info("install: %s", part.name)
-        if part.name == "data":
+        if part.name == "finish" and "source" in parts and "source" not in state["done"]:  # type: ignore[operator]
+            # the source's record (a round trip to a remote source) while the target is
+            # unmounted and exported here: it follows the verify, as it did in a row
+            record = parts["source"]
+            log.info("install: source (beside finish)")
+            with beside(_apply, record, hosts, _part_journal(plan, record), False) as done:
+                _apply(part, hosts, _part_journal(plan, part), zfs)
+            done.result()
+            state["beside"] = ["source"]
+            state["done"] = [*state["done"], "finish"]  # type: ignore[misc]
+            part = record
+        elif part.name == "data":
             top = facts.top if not zfs else facts.tree
             dest = target_backend(plan.kind, host, top)
             name = str(plan.boot.dataset) if zfs else facts.tree
@@ -321,7 +334,7 @@ def _run_parts(
             if boot_hook is not None:
                 boot_hook(facts)
         else:
-            _apply(part, hosts, plan.journal.with_suffix(f".{part.name}.json"), zfs)
+            _apply(part, hosts, _part_journal(plan, part), zfs)
             if part.name == "verify":
                 cfg.verify(host, facts, plan.boot, plan.options.hostname)
         state["done"] = [*state["done"], part.name]  # type: ignore[misc]
@@ -329,4 +342,8 @@ def _run_parts(
     state["state"] = "done"
     _write_journal(plan.journal, state)
     for part in plan.parts:
-        plan.journal.with_suffix(f".{part.name}.json").unlink(missing_ok=True)
+        _part_journal(plan, part).unlink(missing_ok=True)
+
+
+def _part_journal(plan: InstallPlan, part: Part) -> Path:
+    return plan.journal.with_suffix(f".{part.name}.json")
