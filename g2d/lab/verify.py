@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from g2d.core.packages_index import read_blocks
 from g2d.hosts.local import LocalHost
 
 CLEARSIGNED = b"-----BEGIN PGP SIGNED MESSAGE-----"
@@ -158,17 +159,9 @@ def check_checksums(listing: Path, payload: str) -> list[tuple[str, str]]:
 
 
 def read_packages(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The header and the entries of a binhost `Packages` index, as portage reads it."""
-    blocks: list[dict[str, str]] = [{}]
-    for line in text.splitlines():
-        if not line:
-            if blocks[-1]:
-                blocks.append({})
-            continue
-        key, colon, value = line.partition(":")
-        if colon:
-            blocks[-1][key] = value[1:]  # portage drops exactly one separator character
-    header, *entries = [b for b in blocks if b]
+    """The header and the entries of a binhost `Packages` index, as portage reads it (the
+    raw fields: ``check_packages`` reports every problem, where ``parse_packages`` stops)."""
+    header, *entries = read_blocks(text)
     return header, [e for e in entries if "CPV" in e]
 
 
