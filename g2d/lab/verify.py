@@ -161,7 +161,10 @@ def check_checksums(listing: Path, payload: str) -> list[tuple[str, str]]:
 def read_packages(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The header and the entries of a binhost `Packages` index, as portage reads it (the
     raw fields: ``check_packages`` reports every problem, where ``parse_packages`` stops)."""
-    header, *entries = read_blocks(text)
+    blocks = read_blocks(text)
+    if not blocks:
+        raise ValueError("the index is empty")
+    header, *entries = blocks
     return header, [e for e in entries if "CPV" in e]
 
 
