@@ -5,10 +5,9 @@ stream (xattrs, ACLs, numeric owners, device nodes kept): a plain generation's o
 or a ZFS or btrfs snapshot's tree read on its host (``g2d.storage.tree_send``: in place, or
 from a temporary read-only clone), all through the storage backends, from this machine or
 from a source host over ssh (the stream then runs ``ssh host zfs send | zfs receive`` with
-no byte through Python). By default only the one
-snapshot is sent; with ``lineage`` the whole lineage arrives through
-``g2d.storage.replicate`` (clones as clones, under their own names), and a re-run sends
-only what the target still lacks.
+no byte through Python). By default only the one snapshot is sent; with ``lineage`` the
+whole lineage arrives through ``g2d.storage.replicate`` (clones as clones, under their own
+names), and a re-run sends only what the target still lacks.
 
 A stream cut off half way leaves nothing under the target's name: the backend's
 ``finish_receive`` removes what arrived and raises; running the install again sends it anew.

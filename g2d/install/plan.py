@@ -304,22 +304,24 @@ def _run_parts(
     zfs = plan.boot.fs is FsKind.zfs
     facts = plan.facts
     parts = {p.name: p for p in plan.parts}
+    ran_beside: set[str] = set()
     for part in plan.parts:
+        if part.name in ran_beside:
+            continue
         if part.name in state["done"]:  # type: ignore[operator]
-            if part.name not in state.get("beside", ()):  # type: ignore[operator]
-                log.info("install: %s was done by an earlier run", part.name)
+            log.info("install: %s was done by an earlier run", part.name)
             continue
         log.info("install: %s", part.name)
-        if part.name == "finish" and "source" in parts and "source" not in state["done"]:  # type: ignore[operator]
-            # the source's record (a round trip to a remote source) while the target is
-            # unmounted and exported here: it follows the verify, as it did in a row
-            record = parts["source"]
-            log.info("install: source (beside finish)")
-            with beside(_apply, record, hosts, _part_journal(plan, record), False) as done:
+        record = parts.get("source")
+        if part.name == "finish" and record and record.name not in state["done"]:  # type: ignore[operator]
+            # the source's record (a round trip to a remote source) beside the unmount and
+            # export here: still after the verify, one round trip off the install's time
+            log.info("install: source, beside finish")
+            with beside(_apply, record, hosts, _part_journal(plan, record), False) as recorded:
                 _apply(part, hosts, _part_journal(plan, part), zfs)
-            done.result()
-            state["beside"] = ["source"]
-            state["done"] = [*state["done"], "finish"]  # type: ignore[misc]
+            recorded.result()
+            ran_beside.add(record.name)
+            state["done"] = [*state["done"], part.name]  # type: ignore[misc]
             part = record
         elif part.name == "data":
             top = facts.top if not zfs else facts.tree
