@@ -7,26 +7,36 @@ the one place that rule lives.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from g2d.core.lineage import Origin
+from g2d.hosts.local import LocalHost
 from g2d.lab.build import BuildReport, LabBusy, build_lab
 from g2d.lab.daemons import HttpServer, RsyncDaemon, start_http_server, start_rsync_daemon
 from g2d.lab.errors import ComponentUnavailable
 from g2d.lab.layout import LabLayout
 from g2d.lab.loopdev import FsType, LoopMount, mount_loop
 from g2d.lab.mirror_served import LabMirror
-from g2d.lab.process import pid_alive
+from g2d.lab.process import pid_alive, random_token
 from g2d.lab.sshd import SshServer, start_sshd
 from g2d.lab.zfs_fuse import ZfsFuse, ZfsPool, create_pool, ensure_zfs_fuse
+from g2d.storage.base import BackendKind
+from g2d.storage.lineage import create_op, load_lineage, seal_op
+from g2d.storage.lineage_run import LineageWriter
+from g2d.storage.sense import backend_class, pool_of
 
 T = TypeVar("T")
 
@@ -162,6 +172,66 @@ def rsync_daemon(tmp_path: Path) -> Iterator[RsyncDaemon]:
 
 
 # --- the whole lab, built once and kept between runs ----------------------------------------
+
+
+def _release_disk(device: str) -> None:
+    """What a failed test left on a disk: its mounts, an imported pool on it; then detach."""
+    sh = LocalHost()
+    mounts = json.loads(sh.run(["findmnt", "--json", "--list", "-o", "SOURCE,TARGET"]).stdout)
+    for fs in reversed(mounts["filesystems"]):
+        if re.fullmatch(rf"{re.escape(device)}(p\d+)?", fs["source"] or ""):  # not loop10
+            sh.run(["umount", "-l", fs["target"]], check=False)
+    status = sh.run(["zpool", "status"], check=False)
+    pool = None
+    for line in status.lines() if status.ok else []:
+        words = line.split()
+        if line.strip().startswith("pool:"):
+            pool = words[1]
+        elif pool and words and words[0].startswith(Path(device).name + "p"):
+            sh.run(["zpool", "export", "-f", pool], check=False)
+    sh.run(["losetup", "--detach", device])
+
+
+@pytest.fixture
+def loop_disk(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """``loop_disk(size=1 GiB)``: a loop device (partitions scanned) over a sparse image in
+    tmp_path, as a disk to install onto; released at the end of the test."""
+    with ExitStack() as undo:
+
+        def make(size: int = 1 << 30) -> str:
+            image = tmp_path / f"disk-{random_token()}.img"
+            with open(image, "xb") as f:
+                f.truncate(size)
+            undo.callback(image.unlink, missing_ok=True)
+            argv = ["losetup", "--show", "--find", "--partscan", str(image)]
+            device = LocalHost().run(argv).stdout.strip()
+            undo.callback(_release_disk, device)
+            return device
+
+        yield make
+
+
+@pytest.fixture
+def sealed_plain_g1(tmp_path: Path) -> Callable[[dict[str, str]], tuple[Path, str]]:
+    """``sealed_plain_g1(files)``: a plain lineage at ``tmp_path/src/sys`` whose g1 holds
+    ``files`` (path in g1 -> text), sealed; returns (lineage root, snapshot name)."""
+
+    def make(files: dict[str, str]) -> tuple[Path, str]:
+        root = tmp_path / "src" / "sys"
+        root.mkdir(parents=True)
+        backend = backend_class(BackendKind.plain)(LocalHost())
+        writer = LineageWriter(backend, str(root), pool_of(backend, str(root)), tmp_path / "lin")
+        now = datetime.now(UTC)
+        writer.run("create", create_op(backend, None, Origin(), now))
+        for rel, text in files.items():
+            (root / "g1" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / "g1" / rel).write_text(text)
+        writer.run("seal g1", seal_op(backend, f"{root}/g1", now))
+        sealed = load_lineage(backend, str(root)).generation("g1").newest_sealed
+        assert sealed is not None
+        return root, sealed.name
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -36,14 +34,11 @@ from prefect.client.schemas.filters import (
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
 
-from g2d.core.lineage import Origin
 from g2d.hosts.local import LocalHost
 from g2d.lab.layout import LabLayout
-from g2d.lab.process import random_token
 from g2d.storage.base import BackendKind
-from g2d.storage.lineage import create_op, load_lineage, seal_op
-from g2d.storage.lineage_run import LineageWriter
-from g2d.storage.sense import backend_class, pool_of
+from g2d.storage.lineage import load_lineage
+from g2d.storage.sense import backend_class
 
 LOCAL = LocalHost()
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -69,29 +64,15 @@ def env(dom0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> str:
+def source(sealed_plain_g1) -> str:
     """A sealed plain g1 with a few files; its work= text (``dir://.../g1@safe``)."""
-    root = tmp_path / "src" / "sys"
-    root.mkdir(parents=True)
-    backend = backend_class(BackendKind.plain)(LOCAL)
-    writer = LineageWriter(backend, str(root), pool_of(backend, str(root)), tmp_path / "lin")
-    now = datetime.now(UTC)
-    writer.run("create", create_op(backend, None, Origin(), now))
-    (root / "g1" / "etc").mkdir()
-    (root / "g1" / "etc/os-release").write_text("NAME=Gentoo\n")
-    writer.run("seal g1", seal_op(backend, f"{root}/g1", now))
+    root, _ = sealed_plain_g1({"etc/os-release": "NAME=Gentoo\n"})
     return f"dir://{root}/g1@safe"
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[str]:
-    image = tmp_path / f"disk-{random_token()}.img"
-    with open(image, "xb") as f:
-        f.truncate(1 << 30)
-    device = LOCAL.run(["losetup", "--show", "--find", "--partscan", str(image)]).stdout.strip()
-    with ExitStack() as undo:
-        undo.callback(LOCAL.run, ["losetup", "--detach", device], check=False)
-        yield device
+def disk(loop_disk) -> str:
+    return loop_disk()  # type: ignore[no-any-return]
 
 
 def _signatures(disk: str) -> list[object]:

@@ -4,7 +4,6 @@ without a terminal (CliRunner's stdin is none) it refuses, writing nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,38 +16,23 @@ from g2d.core.lineage import Origin
 from g2d.hosts.local import LocalHost
 from g2d.install.esp import EspImage, list_dir, read_text
 from g2d.lab.layout import LabLayout
-from g2d.lab.process import random_token
 from g2d.lab.zfs_fuse import ZfsPool
 from g2d.storage.base import BackendKind
 from g2d.storage.lineage import create_op, seal_op
 from g2d.storage.lineage_run import LineageWriter
-from g2d.storage.sense import backend_class, pool_of
+from g2d.storage.sense import backend_class
 
 LOCAL = LocalHost()
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[str]:
-    image = tmp_path / f"disk-{random_token()}.img"
-    with open(image, "xb") as f:
-        f.truncate(1 << 30)
-    device = LOCAL.run(["losetup", "--show", "--find", "--partscan", str(image)]).stdout.strip()
-    try:
-        yield device
-    finally:
-        LOCAL.run(["losetup", "--detach", device])
+def disk(loop_disk) -> str:
+    return loop_disk()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> str:
-    root = tmp_path / "src" / "sys"
-    root.mkdir(parents=True)
-    backend = backend_class(BackendKind.plain)(LOCAL)
-    writer = LineageWriter(backend, str(root), pool_of(backend, str(root)), tmp_path / "lin")
-    now = datetime.now(UTC)
-    writer.run("create", create_op(backend, None, Origin(), now))
-    (root / "g1" / "etc").mkdir()
-    writer.run("seal g1", seal_op(backend, f"{root}/g1", now))
+def work(sealed_plain_g1) -> str:
+    root, _ = sealed_plain_g1({"etc/os-release": "NAME=Gentoo\n"})
     return f"dir://{root}/g1@safe"
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,16 +14,13 @@ from typer.testing import CliRunner
 
 import g2d.cli_install  # noqa: F401  registers `g2d install` (until cli.py imports it)
 from g2d.cli import app
-from g2d.core.lineage import Origin
 from g2d.core.uri import parse_boot
 from g2d.hosts.local import LocalHost
 from g2d.lab.layout import LabLayout
 from g2d.lab.process import random_token
 from g2d.lab.sshd import SshServer
 from g2d.storage.base import BackendKind
-from g2d.storage.lineage import create_op, load_lineage, seal_op
-from g2d.storage.lineage_run import LineageWriter
-from g2d.storage.sense import backend_class, pool_of
+from g2d.storage.sense import backend_class
 
 LOCAL = LocalHost()
 
@@ -35,41 +30,15 @@ def run(*argv: str) -> str:
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[str]:
-    """A 1 GiB sparse image on a loop device that scans partitions; whatever a failed run
-    left mounted from it is unmounted before it is detached."""
-    image = tmp_path / f"disk-{random_token()}.img"
-    with open(image, "xb") as f:
-        f.truncate(1 << 30)
-    device = run("losetup", "--show", "--find", "--partscan", str(image)).strip()
-    try:
-        yield device
-    finally:
-        mounts = json.loads(run("findmnt", "--json", "--list", "-o", "SOURCE,TARGET") or "{}")
-        for fs in reversed(mounts.get("filesystems", [])):
-            source = fs["source"] or ""
-            # /dev/loop1 and its partitions, not /dev/loop10
-            if source == device or re.fullmatch(rf"{re.escape(device)}p\d+", source):
-                LOCAL.run(["umount", fs["target"]], check=False)
-        LOCAL.run(["losetup", "--detach", device])
+def disk(loop_disk) -> str:
+    return loop_disk()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> tuple[Path, str]:
+def source(sealed_plain_g1) -> tuple[Path, str]:
     """A sealed plain generation made on this machine: (lineage root, snapshot name)."""
-    root = tmp_path / "src" / "sys"
-    root.mkdir(parents=True)
-    backend = backend_class(BackendKind.plain)(LOCAL)
-    writer = LineageWriter(backend, str(root), pool_of(backend, str(root)), tmp_path / "lin")
-    now = datetime.now(UTC)
-    writer.run("create", create_op(backend, None, Origin(), now))
-    (root / "g1" / "etc").mkdir()
-    (root / "g1" / "etc" / "os-release").write_text("NAME=Gentoo\n")
-    (root / "g1" / "data").write_text(f"pulled over ssh {random_token()}\n")
-    writer.run("seal g1", seal_op(backend, f"{root}/g1", now))
-    sealed = load_lineage(backend, str(root)).generation("g1").newest_sealed
-    assert sealed is not None
-    return root, sealed.name
+    files = {"etc/os-release": "NAME=Gentoo\n", "data": f"pulled over ssh {random_token()}\n"}
+    return sealed_plain_g1(files)  # type: ignore[no-any-return]
 
 
 def _g2d(lab_world: LabLayout, tmp_path: Path, *args: str) -> tuple[int, str, str]:
