@@ -42,7 +42,7 @@ from g2d.sources.mirror_health import HealthStore, first_working, now_utc
 from g2d.sources.rsync import rsync_tree
 from g2d.sources.snapshots import fetch_snapshot
 from g2d.sources.stage3 import fetch_stage3
-from g2d.sources.tree_sync import sync_repository
+from g2d.sources.tree_sync import sync_lock, sync_repository
 
 
 class Part(enum.StrEnum):
@@ -266,12 +266,20 @@ def _run(setup: EsyncSetup, part: Part, attempt: Callable[[str], _Done]) -> Part
                        done.verification)  # fmt: skip
 
 
+# each stage3 variant's store (release_store) and the repository (tree_sync) lock themselves
+_LOCKING_THEMSELVES = (Part.releases, Part.repos)
+
+
 def sync_part(setup: EsyncSetup, part: Part | str) -> PartOutcome:
     """Bring one part up to date from its first working mirror. Raises the part's error:
     ``TransferError`` (all mirrors failed; retry later), ``VerificationFailed`` (never
     retry), or another ``G2dUserError`` (configuration)."""
     part = part_of(str(part))
-    return _run(setup, part, _syncer(setup, part))
+    sync = _syncer(setup, part)
+    if part in _LOCKING_THEMSELVES:
+        return _run(setup, part, sync)
+    with sync_lock(setup.dest(part)):  # a nightly esync and one from the CLI: one at a time
+        return _run(setup, part, sync)
 
 
 def sync_stage3(setup: EsyncSetup, arch: str, variant: str, keep: int) -> PartOutcome:

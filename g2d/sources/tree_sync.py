@@ -82,7 +82,9 @@ class TreeBusy(G2dUserError):
 
 
 @contextmanager
-def _locked(dest: Path) -> Iterator[None]:
+def sync_lock(dest: Path) -> Iterator[None]:
+    """One sync of the tree ``dest`` at a time, across processes (a nightly esync and one
+    from the CLI); the second raises ``TreeBusy`` at once."""
     # beside the tree, not in it: the tree is swapped out under the lock
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(dest.with_name(f".{dest.name}.g2d-lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -126,7 +128,7 @@ def sync_repository(
     ``verify`` checks the hashes only. Raises ``TransferError`` (retry, or the next mirror),
     ``MirrorBehind`` or ``VerificationFailed`` (never retried); ``dest`` is then unchanged."""
     dest = dest.absolute()
-    with _locked(dest):
+    with sync_lock(dest):
         return _sync(url, dest, key_files, verify, ssh, timeout, jobs)
 
 

@@ -34,6 +34,7 @@ from g2d.lab.keys import ensure_keys
 from g2d.lab.process import free_port
 from g2d.sources.manifest import verify_tree
 from g2d.sources.mirror_health import HealthStore
+from g2d.sources.tree_sync import sync_lock
 from g2d.tasks.artifacts import artifact_key
 
 STAMP = "20250108T120000Z"
@@ -289,6 +290,26 @@ def test_a_dead_first_mirror_is_skipped_and_remembered(
     assert not health[dead_rsync].reachable
     assert health[good["releases"][0]].reachable and health[good["repos"][0]].reachable
     assert os.readlink(tmp_path / "dom0" / AUTOBUILDS / "current-stage3-amd64-openrc") == STAMP
+
+
+def test_a_part_another_esync_is_syncing_fails_alone(
+    lab_mirror: LabMirror, release_key: Path, tmp_path: Path
+) -> None:
+    env = lab_env(lab_mirror, tmp_path, release_key)
+    binpkgs = tmp_path / "dom0" / "binpkgs"
+    with sync_lock(binpkgs):  # as an esync of the binhost started from the CLI holds it
+        state = run_esync(env, parts=["binpkgs", "kernels"])
+    assert state.is_failed()
+    why = f"{binpkgs}: another sync of this tree is running"
+    assert state.message == (
+        f"Flow run encountered an exception: EsyncFailed: esync: 1 of 2 part(s) failed: "
+        f"binpkgs: {why}"
+    )
+    rows = summary_rows(state)
+    assert [(r["part"], r["result"], r["error"]) for r in rows] == [
+        ("binpkgs", "FAILED", why), ("kernels", "ok", "")]  # fmt: skip
+    assert not binpkgs.exists()  # nothing fetched beside the other sync
+    assert (tmp_path / "dom0" / "kernels").is_dir()
 
 
 def test_prefect_deployment_run_esync_nightly(

@@ -19,7 +19,7 @@ from g2d.lab.mirror_served import LabMirror
 from g2d.sources.errors import MirrorBehind, NoSignature, TransferError
 from g2d.sources.manifest import ManifestMismatchError
 from g2d.sources.rsync import RsyncStats
-from g2d.sources.tree_sync import TreeBusy, _locked, staging_dir, sync_repository
+from g2d.sources.tree_sync import TreeBusy, staging_dir, sync_lock, sync_repository
 
 LAB_TIME = "Wed, 01 Jan 2025 00:00:00 +0000\n"
 
@@ -180,7 +180,7 @@ def test_dead_mirror_is_a_transfer_error(tmp_path: Path, release_key: Path) -> N
 
 def test_one_sync_of_a_tree_at_a_time(lab_mirror: LabMirror, tmp_path: Path) -> None:
     dest = tmp_path / "gentoo"
-    with _locked(dest), pytest.raises(TreeBusy) as caught:
+    with sync_lock(dest), pytest.raises(TreeBusy) as caught:
         sync_repository(lab_mirror.rsync.url("gentoo-portage"), dest)
     assert str(caught.value) == f"{dest}: another sync of this tree is running"
 
