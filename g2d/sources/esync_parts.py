@@ -38,6 +38,7 @@ from g2d.sources.distfiles import fetch_distfiles
 from g2d.sources.errors import VerificationFailed
 from g2d.sources.esync_errors import MissingReleaseKeys, NoMirrorsFor, NoRepository, UnknownPart
 from g2d.sources.keyring import Keyring
+from g2d.sources.mirror_access import Access, mirror_access
 from g2d.sources.mirror_health import HealthStore, first_working, now_utc
 from g2d.sources.rsync import rsync_tree
 from g2d.sources.snapshots import fetch_snapshot
@@ -171,14 +172,14 @@ def _short(fingerprint: str | None) -> str:
     return fingerprint[-16:] if fingerprint else "?"
 
 
-def _releases(setup: EsyncSetup, url: str, variants: tuple[str, ...], keep: int,
+def _releases(setup: EsyncSetup, url: str, via: Access, variants: tuple[str, ...], keep: int,
               arch: str) -> _Done:  # fmt: skip
     size = files = 0
     said = []
     with release_keyring(setup) as keyring:
         for variant in variants:
             got = fetch_stage3(url, setup.dest(Part.releases), arch=arch, variant=variant,
-                               keyring=keyring, keep=keep)  # fmt: skip
+                               keyring=keyring, keep=keep, transports=via.transports)  # fmt: skip
             if got.fetched:
                 size, files = size + got.size, files + 1
                 latest = "signed latest" if got.latest_signed_by else "plain latest"
@@ -188,8 +189,8 @@ def _releases(setup: EsyncSetup, url: str, variants: tuple[str, ...], keep: int,
     return _Done(size, files, "; ".join(said))
 
 
-def _repos(setup: EsyncSetup, url: str) -> _Done:
-    got = sync_repository(url, setup.dest(Part.repos), key_files=setup.key_files())
+def _repos(setup: EsyncSetup, url: str, via: Access) -> _Done:
+    got = sync_repository(url, setup.dest(Part.repos), key_files=setup.key_files(), ssh=via.ssh)
     if got.stats is None:
         return _Done(0, 0, f"already current ({got.remote:%Y-%m-%d %H:%M} UTC)")
     signer = _short(got.manifest.signed_by if got.manifest else None)
@@ -197,9 +198,10 @@ def _repos(setup: EsyncSetup, url: str) -> _Done:
                  f"Manifests verified by gemato, signed by {signer}")  # fmt: skip
 
 
-def _snapshots(setup: EsyncSetup, url: str) -> _Done:
+def _snapshots(setup: EsyncSetup, url: str, via: Access) -> _Done:
     with release_keyring(setup) as keyring:
-        got = fetch_snapshot(url, setup.dest(Part.snapshots), keyring=keyring, keep=setup.keep)
+        got = fetch_snapshot(url, setup.dest(Part.snapshots), keyring=keyring, keep=setup.keep,
+                             transports=via.transports)  # fmt: skip
     if not got.fetched:
         return _Done(0, 0, f"{got.name} already here")
     size = (got.digests.size or 0) if got.digests else 0
@@ -217,9 +219,10 @@ def repository_distfiles(tree: Path) -> list[FileDigests]:
     return merge_dist(pairs)
 
 
-def _distfiles(setup: EsyncSetup, url: str) -> _Done:
+def _distfiles(setup: EsyncSetup, url: str, via: Access) -> _Done:
     wanted = repository_distfiles(setup.dest(Part.repos))
-    got = fetch_distfiles(url, setup.dest(Part.distfiles), wanted, workers=setup.workers)
+    got = fetch_distfiles(url, setup.dest(Part.distfiles), wanted, workers=setup.workers,
+                          transports=via.transports)  # fmt: skip
     rejected = {n: str(e) for n, e in got.failed.items() if isinstance(e, VerificationFailed)}
     if rejected:
         raise FilesRejected(url, DISTFILES, rejected)
@@ -230,8 +233,9 @@ def _distfiles(setup: EsyncSetup, url: str) -> _Done:
                  f"({len(got.present)} already here)")  # fmt: skip
 
 
-def _binpkgs(setup: EsyncSetup, url: str) -> _Done:
-    got = fetch_binpkgs(url, setup.dest(Part.binpkgs), workers=setup.workers)
+def _binpkgs(setup: EsyncSetup, url: str, via: Access) -> _Done:
+    got = fetch_binpkgs(url, setup.dest(Part.binpkgs), workers=setup.workers,
+                        transports=via.transports, ssh=via.ssh)  # fmt: skip
     checked = "+".join(("SIZE", *got.checked))
     said = f"{got.files + len(got.present)} packages: {checked} of the Packages index"
     if got.removed:
@@ -239,29 +243,38 @@ def _binpkgs(setup: EsyncSetup, url: str) -> _Done:
     return _Done(got.bytes, got.files, said)
 
 
-def _site_tree(setup: EsyncSetup, url: str, part: Part) -> _Done:
-    stats = rsync_tree(url, setup.dest(part))
+def _site_tree(setup: EsyncSetup, url: str, via: Access, part: Part) -> _Done:
+    stats = rsync_tree(url, setup.dest(part), ssh=via.ssh)
     return _Done(stats.transferred_size, stats.files, "none (the site's own tree)")
 
 
-def _syncer(setup: EsyncSetup, part: Part) -> Callable[[str], _Done]:
+Syncer = Callable[[str, Access], _Done]
+
+
+def _syncer(setup: EsyncSetup, part: Part) -> Syncer:
     if part is Part.releases:
-        return lambda url: _releases(setup, url, setup.variants, setup.keep, setup.arch)
+        return lambda url, via: _releases(setup, url, via, setup.variants, setup.keep,
+                                          setup.arch)  # fmt: skip
     if part is Part.repos:
-        return lambda url: _repos(setup, url)
+        return lambda url, via: _repos(setup, url, via)
     if part is Part.snapshots:
-        return lambda url: _snapshots(setup, url)
+        return lambda url, via: _snapshots(setup, url, via)
     if part is Part.distfiles:
-        return lambda url: _distfiles(setup, url)
+        return lambda url, via: _distfiles(setup, url, via)
     if part is Part.binpkgs:
-        return lambda url: _binpkgs(setup, url)
-    return lambda url: _site_tree(setup, url, part)
+        return lambda url, via: _binpkgs(setup, url, via)
+    return lambda url, via: _site_tree(setup, url, via, part)
 
 
-def _run(setup: EsyncSetup, part: Part, attempt: Callable[[str], _Done]) -> PartOutcome:
+def _attempt(sync: Syncer, url: str) -> tuple[str, _Done]:
+    with mirror_access(url) as via:  # an ssh:// mirror: its pinned host, closed after
+        return url, sync(url, via)
+
+
+def _run(setup: EsyncSetup, part: Part, sync: Syncer) -> PartOutcome:
     started = time.monotonic()
     urls = setup.ranked(part)
-    url, done = first_working(urls, lambda u: (u, attempt(u)), store=setup.health)
+    url, done = first_working(urls, lambda u: _attempt(sync, u), store=setup.health)
     return PartOutcome(str(part), url, done.bytes, done.files, time.monotonic() - started,
                        done.verification)  # fmt: skip
 
@@ -284,7 +297,8 @@ def sync_part(setup: EsyncSetup, part: Part | str) -> PartOutcome:
 
 def sync_stage3(setup: EsyncSetup, arch: str, variant: str, keep: int) -> PartOutcome:
     """Only the latest stage3 of ``arch``/``variant`` (the ``stage3`` flow and verb)."""
-    return _run(setup, Part.releases, lambda url: _releases(setup, url, (variant,), keep, arch))
+    return _run(setup, Part.releases,
+                lambda url, via: _releases(setup, url, via, (variant,), keep, arch))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from g2d.hosts.local import LocalHost
 from g2d.lab.daemons import HttpServer
 from g2d.lab.keys import ensure_keys
 from g2d.lab.process import free_port
+from g2d.lab.sshd import SshServer
 from g2d.sources.manifest import verify_tree
 from g2d.sources.mirror_health import HealthStore
 from g2d.sources.tree_sync import sync_lock
@@ -310,6 +311,45 @@ def test_a_part_another_esync_is_syncing_fails_alone(
         ("binpkgs", "FAILED", why), ("kernels", "ok", "")]  # fmt: skip
     assert not binpkgs.exists()  # nothing fetched beside the other sync
     assert (tmp_path / "dom0" / "kernels").is_dir()
+
+
+def test_ssh_mirrors_through_their_pinned_host_key(
+    lab_mirror: LabMirror, release_key: Path, sshd: SshServer, tmp_path: Path
+) -> None:
+    """releases (sshfs), binpkgs (sshfs) and a site tree (rsync over ssh) from ssh:// mirrors;
+    the host key pinned by $G2D_SSH_KNOWN_HOSTS, as a dom0 pins its site server."""
+    layout, at = lab_mirror.layout, f"ssh://{sshd.user}@{sshd.host}:{sshd.port}"
+    urls = {"releases": f"{at}{layout.releases}/", "binpkgs": f"{at}{layout.binpkgs}/",
+            "kernels": f"{at}{layout.kernels}/"}  # fmt: skip
+    env = lab_env(lab_mirror, tmp_path, release_key, **{k: [v] for k, v in urls.items()})
+    env["G2D_ESYNC__STAGE3_VARIANTS"] = "openrc"
+    env["G2D_SSH_IDENTITY"] = str(sshd.client_key)
+    other = tmp_path / "other_known_hosts"  # a key pinned for another port only
+    other.write_text(f"[{sshd.host}]:{sshd.port + 1} {sshd.host_public_key}\n")
+
+    refused = run_esync(env | {"G2D_SSH_KNOWN_HOSTS": str(other)}, parts=["binpkgs"])
+
+    assert refused.is_failed()
+    (row,) = summary_rows(refused)
+    fingerprint = sh.run(["ssh-keygen", "-l", "-f", sshd.known_hosts]).stdout.split()[1]
+    assert (row["result"], row["error"]) == ("FAILED", (
+        f"{sshd.user}@{sshd.host}:{sshd.port}: host key {fingerprint} refused: unknown host: "
+        f"no key is pinned for [{sshd.host}]:{sshd.port} in {other}"))  # fmt: skip
+    assert not (tmp_path / "dom0" / "binpkgs" / "Packages").exists()
+
+    pinned = tmp_path / "known_hosts"
+    pinned.write_text(sshd.known_hosts_line + "\n")
+    state = run_esync(env | {"G2D_SSH_KNOWN_HOSTS": str(pinned)},
+                      parts=["releases", "binpkgs", "kernels"])  # fmt: skip
+
+    assert state.is_completed(), state.message
+    rows = summary_rows(state)
+    assert [(r["part"], r["result"], r["mirror"]) for r in rows] == [
+        (part, "ok", url) for part, url in urls.items()]  # fmt: skip
+    dom0 = tmp_path / "dom0"
+    assert os.readlink(dom0 / AUTOBUILDS / "current-stage3-amd64-openrc") == STAMP
+    assert (dom0 / "binpkgs/Packages").read_bytes() == (layout.binpkgs / "Packages").read_bytes()
+    assert tree_state(dom0 / "kernels") == tree_state(layout.kernels)
 
 
 def test_prefect_deployment_run_esync_nightly(
