@@ -3,6 +3,8 @@ through mtools without mounting it (for a host whose kernel has no vfat, like th
 
 Both give the same plan steps for the same files: copy a local file to an ESP-relative
 path, creating its directories, skipped where the file is already there and equal.
+``open_esp`` takes the machine's ESP as a user names it (``g2d update``'s boot partition,
+``g2d install --esp`` into an existing pool).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from g2d.core.errors import G2dUserError
 from g2d.core.plan import Step
 from g2d.hosts.local import LocalHost
 
@@ -104,3 +107,23 @@ def list_dir(esp: Esp, rel: str) -> list[str]:
     done = LocalHost().run(["mdir", "-b", "-i", esp.spec, f"::/{rel}"], check=False)
     names = (line.rstrip("/").rsplit("/", 1)[-1] for line in done.lines()) if done.ok else ()
     return sorted(n for n in names if n not in (".", ".."))
+
+
+class BootPartitionRefused(G2dUserError):
+    """``bootpart`` is not a directory or a vfat partition."""
+
+
+def open_esp(bootpart: str) -> Esp:
+    path = Path(bootpart)
+    if path.is_dir():
+        return path
+    if not path.exists():
+        raise BootPartitionRefused(f"boot partition {bootpart}: no such file or directory")
+    found = LocalHost().run(["blkid", "-p", "-o", "value", "-s", "TYPE", "--", bootpart],
+                            check=False).stdout.strip()  # fmt: skip
+    if found != "vfat":
+        raise BootPartitionRefused(
+            f"boot partition {bootpart} holds {found or 'no known file system'}, not vfat",
+            hint="name the EFI system partition, or the directory it is mounted on",
+        )
+    return EspImage(path)

@@ -23,7 +23,7 @@ from g2d.hosts.base import Host
 from g2d.hosts.local import LocalHost
 from g2d.install.boot_wiring import BootHook, BootRequest, BootResult, boot_set, pick_kernel
 from g2d.install.configure import InstallFacts
-from g2d.install.esp import Esp, EspImage, list_dir
+from g2d.install.esp import EspImage, list_dir, open_esp
 from g2d.install.plan import InstallOptions, InstallPlan, install_disk, plan_install
 from g2d.install.runtime import RuntimeHook
 
@@ -89,23 +89,6 @@ class PreparedInstall:
         return "\n".join(lines)
 
 
-def machine_esp(host: Host, path: str) -> Esp:
-    """``esp=``: a mounted ESP (a directory) or a vfat file system on a device or in an image
-    (written through mtools); anything else is refused."""
-    p = Path(path)
-    if p.is_dir():
-        return p
-    probe = host.run(["blkid", "-p", "-s", "TYPE", "-o", "value", path], check=False)
-    found = probe.stdout.strip() if probe.ok else ""
-    if found != "vfat":
-        raise InstallRefused(
-            f"esp={path} is not an ESP: " + (f"it holds {found}" if found else
-                                            "neither a directory nor a vfat file system"),
-            hint="name the machine's EFI system partition (its device, or where it is mounted)",
-        )  # fmt: skip
-    return EspImage(p)
-
-
 def pool_installs(host: Host, dataset: str) -> list[str]:
     """The datasets beside ``dataset`` that g2d installed, oldest install first (their
     ``g2d:installed`` stamps): the entries an install into an existing pool keeps."""
@@ -154,7 +137,7 @@ def prepare_install(
                 f"esp={request.esp}: {boot_target.argument} makes its own ESP on the new disk",
                 hint="name esp= only for an install into an existing pool",
             )
-        esp = machine_esp(host, request.esp)
+        esp = open_esp(request.esp)
     options = InstallOptions(hostname=request.hostname, esp_mib=request.esp_mib,
                              lineage=request.lineage, work_dir=request.work_dir)  # fmt: skip
     plan = plan_install(request.target, boot_target, source_host=source_host,

@@ -15,15 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from g2d.core.boot_entries import initramfs_path, kernel_path
-from g2d.core.errors import G2dUserError
 from g2d.core.plan import Plan
 from g2d.hosts.local import LocalHost
-from g2d.install.esp import HOST, Esp, EspImage, copy_steps
+from g2d.install.esp import HOST, copy_steps, open_esp
 from g2d.storage.apply import apply_plan
-
-
-class BootPartitionRefused(G2dUserError):
-    """``bootpart`` is not a directory or a vfat partition."""
 
 
 @dataclass(frozen=True)
@@ -31,22 +26,6 @@ class BootRefresh:
     bootpart: str
     version: str
     copied: tuple[str, ...]  # ESP paths written or already equal
-
-
-def open_esp(bootpart: str) -> Esp:
-    path = Path(bootpart)
-    if path.is_dir():
-        return path
-    if not path.exists():
-        raise BootPartitionRefused(f"boot partition {bootpart}: no such file or directory")
-    found = LocalHost().run(["blkid", "-p", "-o", "value", "-s", "TYPE", "--", bootpart],
-                            check=False).stdout.strip()  # fmt: skip
-    if found != "vfat":
-        raise BootPartitionRefused(
-            f"boot partition {bootpart} holds {found or 'no known file system'}, not vfat",
-            hint="name the EFI system partition, or the directory it is mounted on",
-        )
-    return EspImage(path)
 
 
 def refresh_boot(bootpart: str, kernel_dir: Path) -> BootRefresh:

@@ -123,8 +123,8 @@ def test_an_esp_that_is_not_vfat_or_with_a_new_disk_is_refused(
                         "--esp", str(not_esp), "--yes")  # fmt: skip
     assert code == 1
     assert err == (
-        f"error: esp={not_esp} is not an ESP: neither a directory nor a vfat file system\n"
-        "(name the machine's EFI system partition (its device, or where it is mounted))\n"
+        f"error: boot partition {not_esp} holds no known file system, not vfat\n"
+        "(name the EFI system partition, or the directory it is mounted on)\n"
     )
     code, _, err = _g2d(lab_world, tmp_path, "--work", work, "--boot", f"ext4://{disk}:/g1",
                         "--esp", str(tmp_path), "--yes")  # fmt: skip
