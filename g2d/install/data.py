@@ -186,10 +186,10 @@ def data_steps(
     """The send/receive as plan steps (shown in the plan; run by ``receive``): one stream,
     between a tree's temporary clone and its removal where one is needed."""
     tree = source.tree if is_tree(source, kind) else None
-    send = (source.host.name, tree.argv) if tree else (source.send.host.name, source.send.argv)
+    send = Command.of(source.host.name, tree.argv if tree else source.send.argv)
     recv = _predicted_receive(kind, name)
     pipeline = (
-        Command(send[0], tuple(send[1])),
+        send,
         *((Command.of(local, stream_filter),) if stream_filter else ()),
         Command.of(local, recv),
     )

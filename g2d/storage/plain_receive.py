@@ -133,14 +133,16 @@ def _placement(
         raise _cut_off(vp)
     header = Header.parse(ends[0])
     dest, tree = vp.snap(ref.name), f"{recv}/{TREE}"
-    attrs = raw = read.attrs(tree)
+    attrs = read.attrs(tree)
     marks = read.attrs(recv)  # FORCE, FOREIGN: set by receive_stage
     stamp: dict[str, str] = {}
+    unstamped: list[str] = []  # a foreign tree's own g2d xattrs (btrfs's user.g2d-snap.*)
     if marks.get(FOREIGN):
         if header.base_guid is not None:
             raise StorageError(f"a tree stream of {sent.ref} into {vp.path} has a base")
         stamp = _identity(sent)
-        attrs = {k: v for k, v in attrs.items() if not re.match(XATTR_MATCH, k)} | stamp
+        unstamped = [k for k in attrs if re.match(XATTR_MATCH, k) and k not in stamp]
+        attrs = {k: v for k, v in attrs.items() if k not in unstamped} | stamp
     if attrs.get(GUID) != sent.guid:
         raise StorageError(
             f"the stream into {vp.path} holds the snapshot with guid {attrs.get(GUID)!r}, "
@@ -171,7 +173,7 @@ def _placement(
     # holds and origin describe the sender's side, not this one
     drop = [k for k in attrs if k.startswith((HOLD_PREFIX, SWAP_PREFIX)) or k in (ORIGIN, FORCE)]
     there = ["test", "-e", dest]
-    s.attrs(tree, stamp, [*drop, *_other_g2d(raw, stamp)], there, str(ref))
+    s.attrs(tree, stamp, [*drop, *unstamped], there, str(ref))
     s.add(["mv", "--no-target-directory", "--", tree, dest], f"put {ref} in place", there)
     attrs = {k: v for k, v in attrs.items() if k not in drop}
     own = set(filter(None, attrs.get(SNAPKEYS, "").split(",")))
@@ -194,11 +196,6 @@ def _identity(sent: SnapshotInfo) -> dict[str, str]:
     """The xattrs a plain snapshot of ``sent`` carries (a foreign tree arrives without)."""
     meta = {meta_to_xattr(k): v for k, v in sent.meta.items()}
     return {GUID: sent.guid, CREATED: str(sent.created * 1_000_000_000), **meta}
-
-
-def _other_g2d(attrs: dict[str, str], stamp: dict[str, str]) -> list[str]:
-    """A foreign tree's own g2d xattrs (a btrfs snapshot's ``user.g2d-snap.*``): dropped."""
-    return [k for k in attrs if stamp and re.match(XATTR_MATCH, k) and k not in stamp]
 
 
 def _continue(

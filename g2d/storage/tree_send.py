@@ -19,25 +19,24 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from g2d.core.errors import CommandFailed
 from g2d.core.plan import Step
 from g2d.hosts.pipeline import Stage
 from g2d.storage import btrfs_layout
 from g2d.storage.base import Backend, BackendKind, SnapshotInfo, StorageError
 from g2d.storage.plain_stream import Header, send_argv
+from g2d.storage.zfs_busy import waits, while_busy
+from g2d.storage.zfs_props import exists
 
 log = logging.getLogger("g2d.storage")
 
 MOUNT_DIR = "/run/g2d/tree"
 CLONE_PREFIX = "g2d-tree-"
 _SAFE = re.compile(r"[^A-Za-z0-9_.:-]")
-# zfs-fuse lets go of a dataset a moment after its last reader: ask again for up to 30 s
-_BUSY_WAITS = (0.2,) * 150
+_BUSY_WAITS = waits(30)  # zfs-fuse lets go of a dataset a moment after its last reader
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def reading(send: TreeSend) -> Iterator[Stage]:
         yield send.stage()
         return
     assert send.clone is not None
-    if host.run(["zfs", "list", "-H", "-o", "name", send.clone], check=False).ok:
+    if exists(host, send.clone):
         log.info("removing %s, left by an earlier run", send.clone)
         _destroy(send)
     host.run(made)
@@ -117,12 +116,5 @@ def _destroy(send: TreeSend) -> None:
     argv = send.teardown_argv()
     assert argv is not None
     host = send.backend.host
-    for wait in (*_BUSY_WAITS, None):
-        try:
-            host.run(argv)
-            break
-        except CommandFailed as e:
-            if wait is None or "busy" not in e.tail:
-                raise
-            time.sleep(wait)
+    while_busy(lambda: host.run(argv), _BUSY_WAITS, f"destroy {send.clone}")
     host.run(["rmdir", "--", send.top], check=False)  # the ZFS leaves its mount point
