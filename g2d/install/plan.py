@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from g2d.core.errors import CommandFailed, G2dUserError
+from g2d.core.errors import G2dUserError
 from g2d.core.lineage import utc_stamp
 from g2d.core.partition_plan import DiskIds, DiskLayout, Encryption, ZfsFeatures, partition_plan
 from g2d.core.plan import Plan, chained
@@ -54,13 +53,12 @@ from g2d.install.disk_inspect import DiskInfo, DiskRefused, check_disk, inspect_
 from g2d.storage.apply import apply_plan
 from g2d.storage.base import BackendKind
 from g2d.storage.lineage import record_plan
+from g2d.storage.zfs_busy import waits, while_busy
 from g2d.storage.zfs_caps import probe_caps, property_table
 
 log = logging.getLogger("g2d.install")
 BootHook = Callable[[InstallFacts], None]
-# zfs-fuse lets go of a dataset late (a moment to seconds after a big write): poll often,
-# as a person at the prompt would, for up to a minute
-_BUSY_WAITS = (0.2,) * 300
+_BUSY_WAITS = waits(60)  # zfs-fuse after a big write: poll often, for up to a minute
 
 
 class ConsentRequired(G2dUserError):
@@ -259,15 +257,8 @@ def _parts(
 def _apply(part: Part, hosts: Mapping[str, Host], journal: Path, zfs: bool) -> None:
     """Apply with the part's own step journal; on zfs-fuse a step refused only because a
     dataset or pool is still busy is tried again (the journal skips what finished)."""
-    for wait in (*(_BUSY_WAITS if zfs else ()), None):
-        try:
-            apply_plan(part.plan, hosts, journal=journal)
-            return
-        except CommandFailed as e:
-            if wait is None or "is busy" not in e.tail:
-                raise
-            log.info("%s: busy, trying again in %g s", part.name, wait)
-            time.sleep(wait)
+    while_busy(lambda: apply_plan(part.plan, hosts, journal=journal),
+               _BUSY_WAITS if zfs else (), part.name)  # fmt: skip
 
 
 def install_disk(
